@@ -1,0 +1,3 @@
+"""attention-harness: benchmark and ablation harness for attention in RNN encoder-decoder NMT."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,405 @@
+"""Typed experiment configs: YAML files in experiments/ + dotted key=value overrides, validated up front.
+
+One config system for the whole project. Every key has a default; an unknown key, a wrong type or an
+out-of-range value fails before any work with one line naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from harness.errors import HarnessError
+
+
+def _meta(*, lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False, choices=None):
+    return {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "choices": choices}
+
+
+def _f(default, **meta):
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=_meta(**meta))
+    return field(default=default, metadata=_meta(**meta))
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in generated task (harness/data/synthetic.py)."""
+
+    vocab_size: int = _f(40, lo=8)
+    min_len: int = _f(3, lo=1)
+    max_len: int = _f(40, lo=1)
+    train_size: int = _f(4000, lo=1)
+    val_size: int = _f(200, lo=1)
+    test_size: int = _f(400, lo=1)
+    seed: int = 1234  # the task itself is fixed by this seed, independently of the training seed
+    reorder: bool = True  # adjective-noun pairs swap (local reordering)
+    one_to_many: float = _f(0.1, lo=0, hi=1)  # share of source words translated by two target words
+    many_to_one: float = _f(0.05, lo=0, hi=1)  # share of source words (particles) merged into the next word
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic | multi30k | parallel | <hub id>, see harness/data/corpora.py
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    hub_config: str = ""  # config name for a Hugging Face hub id, e.g. "fr-en" for wmt14
+    test_split: str = ""  # empty: the source's default (multi30k: test_2016_flickr)
+    # generic parallel text: file prefixes per split; the file is <prefix>.<lang>[.gz]
+    train_prefix: str = ""
+    val_prefix: str = ""
+    test_prefix: str = ""
+    gold_alignment: str = ""  # gold file for the test split (pharaoh 0-indexed or talp 1-indexed)
+    gold_format: str = _f("pharaoh", choices=["pharaoh", "talp"])
+    gold_src_first: bool = True  # whether the first index of a link is the source side
+    train_limit: int = _f(0, lo=0)  # keep only the first N training pairs (0 = all)
+    val_limit: int = _f(0, lo=0)
+    test_limit: int = _f(0, lo=0)
+    tokenizer: str = _f("word", choices=["word", "sentencepiece"])
+    lowercase: bool = False
+    moses: bool = False  # Moses punctuation splitting (sacremoses) for raw text
+    sp_type: str = _f("bpe", choices=["bpe", "unigram"])
+    sp_vocab_size: int = _f(8000, lo=16)
+    vocab_min_freq: int = _f(1, lo=1)
+    vocab_max_size: int = _f(0, lo=0)  # 0 = no limit
+    max_len: int = _f(100, lo=1)  # training pairs longer than this (either side, in tokens) are filtered
+    batch_by: str = _f("sentences", choices=["sentences", "tokens"])
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "bahdanau"  # harness list shows the registry
+    score: str = "additive"
+    emb_size: int = _f(64, lo=1)
+    hidden_size: int = _f(64, lo=1)  # decoder hidden size (and encoder total output size for bi encoders)
+    enc_hidden_size: int = _f(0, lo=0)  # per direction; 0 = derived from hidden_size by the architecture
+    enc_layers: int = _f(1, lo=1)
+    dec_layers: int = _f(1, lo=1)
+    dropout: float = _f(0.0, lo=0, hi=1, hi_open=True)
+    reverse_source: bool = False  # Sutskever et al. 2014 §3.3
+    input_feeding: bool = True  # Luong et al. 2015 §3.3
+    attention_type: str = _f("global", choices=["global", "local-m", "local-p"])
+    window: int = _f(10, lo=0)  # Luong local attention half-width D
+    maxout_size: int = _f(0, lo=0)  # Bahdanau deep output maxout units (0 = hidden_size // 2)
+    max_positions: int = _f(128, lo=1)  # location score: number of source positions W_a predicts
+    cosine_sharpening: float = _f(0.0, lo=0)  # NTM β; 0 = learned
+    residual_from: int = _f(3, lo=1)  # GNMT: residual connections from this (1-based) layer up
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = _f("adam", choices=["adam", "sgd", "adadelta"])
+    lr: float = _f(1e-3, lo=0, lo_open=True)
+    lr_schedule: str = _f("constant", choices=["constant", "halving", "plateau"])
+    lr_decay_start: int = _f(5, lo=0)  # halving: halve after this epoch, then every epoch (Luong 2015 §4.1)
+    max_steps: int = _f(1000, lo=-1)  # -1 = no step limit
+    max_epochs: int = _f(-1, lo=-1)
+    max_time: float = _f(0.0, lo=0)  # seconds; 0 = no limit
+    batch_size: int = _f(32, lo=1)  # sentences, or target tokens when data.batch_by=tokens
+    grad_clip: float = _f(5.0, lo=0)
+    label_smoothing: float = _f(0.0, lo=0, hi=1, hi_open=True)
+    teacher_forcing: float = _f(1.0, lo=0, hi=1)  # probability of feeding the reference token
+    val_every: int = _f(200, lo=1)  # validation (loss + greedy BLEU) every N steps
+    val_bleu_limit: int = _f(500, lo=0)  # decode at most this many val sentences for val BLEU (0 = all)
+    early_stopping: int = _f(0, lo=0)  # patience in validations (0 = off)
+    accelerator: str = _f("auto", choices=["auto", "cpu", "gpu", "cuda"])
+    devices: int = _f(1, lo=1)
+    strategy: str = _f("auto", choices=["auto", "ddp", "ddp_spawn"])
+    precision: str = _f("32", choices=["32", "bf16-mixed", "16-mixed"])
+    threads: int = _f(0, lo=0)  # torch intra-op threads; 0 = leave torch's default
+    log_every: int = _f(10, lo=1)
+
+
+@dataclass
+class DecodeConfig:
+    beam: int = _f(1, lo=1)  # 1 = greedy
+    max_len_ratio: float = _f(2.0, lo=0, lo_open=True)
+    max_len_add: int = _f(10, lo=0)
+    length_penalty_alpha: float = _f(0.0, lo=0)  # GNMT eq. 14; 0 = off
+    coverage_penalty_beta: float = _f(0.0, lo=0)
+    n_best: int = _f(1, lo=1)
+    batch_size: int = _f(64, lo=1)
+    unk_replace: bool = False  # Luong 2015 §4: copy the source word an <unk> attends to
+
+
+@dataclass
+class EvalConfig:
+    length_buckets: list = _f([10, 20, 30, 40, 50])  # upper edges; a final open bucket follows
+    min_bucket_n: int = _f(30, lo=1)  # buckets with fewer sentences are flagged (and skipped by length_drop)
+    align_method: str = _f("argmax", choices=["argmax", "shift-att"])
+    forced_alignment: bool = True
+
+
+@dataclass
+class WandbConfig:
+    mode: str = _f("offline", choices=["offline", "online", "disabled"])
+    project: str = "attention-harness"
+    entity: str = ""
+    name: str = ""  # empty: derived from the config, e.g. bahdanau-additive-s1
+    group: str = ""
+    job_type: str = "train"
+
+
+@dataclass
+class TrackingConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    seed: int = 1
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _keys(cls, prefix="") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else _resolve(cls, f)):
+            out += _keys(_resolve(cls, f), name + ".")
+        else:
+            out.append(name)
+    return out
+
+
+def _resolve(cls, f):
+    return typing.get_type_hints(cls)[f.name]
+
+
+def all_keys() -> list[str]:
+    return _keys(ExperimentConfig)
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if not close:  # try the last component, e.g. "model.scor" -> "model.score"
+        tail = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        hit = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(tail), n=1, cutoff=0.6)
+        close = [tail[hit[0]]] if hit else []
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, typ, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise HarnessError(f"{where}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise HarnessError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise HarnessError(f"{where}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise HarnessError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise HarnessError(f"{where}: expected a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise HarnessError(f"{where}: expected a string, got {value!r}")
+    if typ is list or origin is list:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, list):
+            raise HarnessError(f"{where}: expected a list, got {value!r}")
+        return value
+    if origin is Literal:
+        return value
+    if isinstance(typ, types.UnionType):
+        return value
+    raise HarnessError(f"{where}: unsupported config type {typ}")
+
+
+def _check_range(value, meta: dict, where: str) -> None:
+    if meta.get("choices") and value not in meta["choices"]:
+        opts = ", ".join(meta["choices"])
+        raise HarnessError(f"{where}: {value!r} is not one of {opts}{_suggest(str(value), meta['choices'])}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        op = ">" if meta.get("lo_open") else ">="
+        rng = f"{op} {lo}" + (f" and {'<' if meta.get('hi_open') else '<='} {hi}" if hi is not None else "")
+        raise HarnessError(f"{where}: expected a value {rng}, got {value!r}")
+    if hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
+        op = "<" if meta.get("hi_open") else "<="
+        raise HarnessError(f"{where}: expected a value {op} {hi}, got {value!r}")
+
+
+def _build(cls, data: dict, source: str, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise HarnessError(f"{source}: '{prefix.rstrip('.') or '(top level)'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = prefix + str(key)
+        if key not in names:
+            raise HarnessError(f"{source}: unknown config key '{full}'{_suggest(full, all_keys())}")
+        typ = hints[key]
+        where = f"{source}: {full}"
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value if value is not None else {}, source, full + ".")
+        else:
+            v = _coerce(value, typ, where)
+            _check_range(v, names[key].metadata, where)
+            kwargs[key] = v
+    return cls(**kwargs)
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise HarnessError(f"override {key}: '{p}' is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings -> {dotted key: YAML-parsed value}."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise HarnessError(f"override '{item}': expected key=value, e.g. model.score=dot")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        flat[key] = value
+    return flat
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"config {path}: file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise HarnessError(f"config {path}: not UTF-8 (byte offset {e.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise HarnessError(f"config {path}:{line}: YAML syntax error: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise HarnessError(f"config {path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> ExperimentConfig:
+    """Load an experiment config file (or the defaults) and apply dotted overrides; validate everything."""
+    data = read_yaml(path) if path is not None else {}
+    source = f"config {path}" if path is not None else "config"
+    cfg = _build(ExperimentConfig, data, source)
+    if overrides:
+        flat = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
+        for key in flat:
+            if key not in all_keys() and not any(k.startswith(key + ".") for k in all_keys()):
+                raise HarnessError(f"override {key}: unknown config key{_suggest(key, all_keys())}")
+        cfg = _build(ExperimentConfig, _merge(to_dict(cfg), _nest(flat)), "override")
+    validate(cfg, source)
+    return cfg
+
+
+def from_dict(data: dict, source: str = "config") -> ExperimentConfig:
+    cfg = _build(ExperimentConfig, data, source)
+    validate(cfg, source)
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def get_key(cfg: ExperimentConfig, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(cfg: ExperimentConfig, source: str = "config") -> None:
+    """Cross-key checks that need the registries (architecture/score names and what applies where)."""
+    from harness.models.registry import check_model_config
+
+    s = cfg.data.synthetic
+    if s.min_len > s.max_len:
+        raise HarnessError(
+            f"{source}: data.synthetic.min_len ({s.min_len}) must be <= data.synthetic.max_len ({s.max_len})"
+        )
+    if cfg.decode.n_best > cfg.decode.beam:
+        raise HarnessError(f"{source}: decode.n_best ({cfg.decode.n_best}) must be <= decode.beam ({cfg.decode.beam})")
+    buckets = cfg.eval.length_buckets
+    if not buckets or any(not isinstance(b, int) or b < 1 for b in buckets) or sorted(set(buckets)) != buckets:
+        raise HarnessError(f"{source}: eval.length_buckets must be increasing positive integers, got {buckets!r}")
+    check_model_config(cfg.model, source)
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

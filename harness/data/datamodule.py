@@ -1,0 +1,229 @@
+"""Tokenized, numericalized splits and the LightningDataModule: length-bucketed batches with padding masks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from harness.config import DataConfig, ExperimentConfig
+from harness.data.corpora import Corpus, Split, load_corpus
+from harness.data.tokenize import BOS_ID, EOS_ID, PAD_ID, SentencePieceTokenizer, Vocab, WordTokenizer
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodedSplit:
+    name: str
+    src_tokens: list[list[str]]
+    tgt_tokens: list[list[str]]
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+    raw: Split  # raw text (references are raw.tgt) and gold alignments
+
+
+@dataclass
+class PreparedData:
+    corpus: Corpus
+    src_tok: object
+    tgt_tok: object
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    splits: dict[str, EncodedSplit] = field(default_factory=dict)
+    filtered: int = 0  # training pairs removed by the length filter
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v.src_ids) for k, v in self.splits.items()}
+
+
+def make_tokenizers(cfg: DataConfig, corpus: Corpus):
+    if cfg.tokenizer == "sentencepiece":
+        train = corpus.splits["train"]
+        src = SentencePieceTokenizer.train(train.src, corpus.src_lang, cfg.sp_vocab_size, cfg.sp_type, cfg.lowercase)
+        tgt = SentencePieceTokenizer.train(train.tgt, corpus.tgt_lang, cfg.sp_vocab_size, cfg.sp_type, cfg.lowercase)
+        return src, tgt
+    moses = cfg.moses and not corpus.pretokenized
+    return (
+        WordTokenizer(corpus.src_lang, cfg.lowercase, moses),
+        WordTokenizer(corpus.tgt_lang, cfg.lowercase, moses),
+    )
+
+
+def encode_split(split: Split, src_tok, tgt_tok, src_vocab: Vocab, tgt_vocab: Vocab) -> EncodedSplit:
+    src_tokens = [src_tok.encode(s) for s in split.src]
+    tgt_tokens = [tgt_tok.encode(t) for t in split.tgt]
+    return EncodedSplit(
+        split.name,
+        src_tokens,
+        tgt_tokens,
+        [src_vocab.encode(t) for t in src_tokens],
+        [tgt_vocab.encode(t) for t in tgt_tokens],
+        split,
+    )
+
+
+def prepare(cfg: ExperimentConfig, corpus: Corpus | None = None, vocabs: tuple[list, list] | None = None) -> PreparedData:
+    """Load the corpus, train/restore tokenizers and vocabularies, encode every split, length-filter train.
+
+    `vocabs` (src itos, tgt itos) restores the vocabularies of a trained model instead of rebuilding them.
+    """
+    corpus = corpus or load_corpus(cfg.data)
+    src_tok, tgt_tok = make_tokenizers(cfg.data, corpus)
+    train = corpus.splits["train"]
+    if vocabs is None:
+        src_vocab = Vocab.build([src_tok.encode(s) for s in train.src], cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
+        tgt_vocab = Vocab.build([tgt_tok.encode(t) for t in train.tgt], cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
+    else:
+        src_vocab, tgt_vocab = Vocab(vocabs[0]), Vocab(vocabs[1])
+    data = PreparedData(corpus, src_tok, tgt_tok, src_vocab, tgt_vocab)
+    for name, split in corpus.splits.items():
+        enc = encode_split(split, src_tok, tgt_tok, src_vocab, tgt_vocab)
+        if name == "train":
+            keep = [
+                i
+                for i in range(len(enc.src_ids))
+                if 0 < len(enc.src_ids[i]) <= cfg.data.max_len and 0 < len(enc.tgt_ids[i]) <= cfg.data.max_len
+            ]
+            data.filtered = len(enc.src_ids) - len(keep)
+            for attr in ("src_tokens", "tgt_tokens", "src_ids", "tgt_ids"):
+                setattr(enc, attr, [getattr(enc, attr)[i] for i in keep])
+            if not keep:
+                raise HarnessError(f"data.max_len={cfg.data.max_len}: no training pair is left after length filtering")
+        data.splits[name] = enc
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+
+
+@dataclass
+class Batch:
+    src: torch.Tensor  # (B, S) token ids, PAD_ID after each sentence's length
+    src_lengths: torch.Tensor  # (B,)
+    tgt_in: torch.Tensor  # (B, T+1) <s> y_1 … y_T (padded)
+    tgt_out: torch.Tensor  # (B, T+1) y_1 … y_T </s> (padded)
+    index: torch.Tensor  # (B,) position of each sentence in its split
+
+    @property
+    def src_mask(self) -> torch.Tensor:  # (B, S) True on real tokens
+        return self.src != PAD_ID
+
+    def to(self, device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.index)))
+
+    def __len__(self) -> int:
+        return self.src.size(0)
+
+
+def collate(items: list[tuple[int, list[int], list[int]]]) -> Batch:
+    B = len(items)
+    S = max(1, max(len(s) for _, s, _ in items))
+    T = max(len(t) for _, _, t in items) + 1
+    src = torch.full((B, S), PAD_ID, dtype=torch.long)
+    tgt_in = torch.full((B, T), PAD_ID, dtype=torch.long)
+    tgt_out = torch.full((B, T), PAD_ID, dtype=torch.long)
+    lengths = torch.zeros(B, dtype=torch.long)
+    for b, (_, s, t) in enumerate(items):
+        if s:
+            src[b, : len(s)] = torch.tensor(s)
+        lengths[b] = len(s)
+        tgt_in[b, 0] = BOS_ID
+        if t:
+            tgt_in[b, 1 : len(t) + 1] = torch.tensor(t)
+            tgt_out[b, : len(t)] = torch.tensor(t)
+        tgt_out[b, len(t)] = EOS_ID
+    index = torch.tensor([i for i, _, _ in items], dtype=torch.long)
+    return Batch(src, lengths, tgt_in, tgt_out, index)
+
+
+class PairDataset(Dataset):
+    def __init__(self, split: EncodedSplit):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split.src_ids)
+
+    def __getitem__(self, i: int):
+        return i, self.split.src_ids[i], self.split.tgt_ids[i]
+
+
+class BucketBatchSampler(Sampler):
+    """Batches of similar source length (less padding); by sentences or by target tokens; seeded shuffle.
+
+    Sentences are sorted by length inside pools of 100 batches, cut into batches, and the batches shuffled
+    with a generator seeded by (seed, epoch): the same seed gives the same batches on every run.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, by_tokens: bool, shuffle: bool, seed: int):
+        self.lengths, self.batch_size, self.by_tokens = lengths, batch_size, by_tokens
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self._batches = self._make(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._batches = self._make(epoch)
+
+    def _make(self, epoch: int) -> list[list[int]]:
+        n = len(self.lengths)
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        pool = self.batch_size * 100 if not self.by_tokens else max(1, self.batch_size * 100 // 20)
+        batches: list[list[int]] = []
+        for start in range(0, n, pool):
+            chunk = sorted(order[start : start + pool].tolist(), key=lambda i: self.lengths[i])
+            cur: list[int] = []
+            for i in chunk:
+                if self.by_tokens:
+                    longest = max([self.lengths[j] for j in cur] + [self.lengths[i]])
+                    if cur and longest * (len(cur) + 1) > self.batch_size:
+                        batches.append(cur)
+                        cur = []
+                elif len(cur) == self.batch_size:
+                    batches.append(cur)
+                    cur = []
+                cur.append(i)
+            if cur:
+                batches.append(cur)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self):
+        yield from self._batches
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+
+def eval_batches(split: EncodedSplit, batch_size: int) -> list[Batch]:
+    """Decoding batches in length order (less padding); `Batch.index` restores the file order."""
+    order = sorted(range(len(split.src_ids)), key=lambda i: len(split.src_ids[i]))
+    ds = PairDataset(split)
+    return [collate([ds[i] for i in order[k : k + batch_size]]) for k in range(0, len(order), batch_size)]
+
+
+class TranslationDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: ExperimentConfig, data: PreparedData):
+        super().__init__()
+        self.cfg, self.data = cfg, data
+        self.train_sampler: BucketBatchSampler | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        split = self.data.splits["train"]
+        lengths = [len(t) + 1 for t in split.tgt_ids]
+        self.train_sampler = BucketBatchSampler(
+            lengths, self.cfg.train.batch_size, self.cfg.data.batch_by == "tokens", True, self.cfg.seed
+        )
+        return DataLoader(PairDataset(split), batch_sampler=self.train_sampler, collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        split = self.data.splits["val"]
+        lengths = [len(s) for s in split.src_ids]
+        sampler = BucketBatchSampler(lengths, self.cfg.decode.batch_size, False, False, 0)
+        return DataLoader(PairDataset(split), batch_sampler=sampler, collate_fn=collate)

@@ -1,0 +1,108 @@
+"""Attention -> word links -> AER / precision / recall, and attention entropy. Pure numpy functions.
+
+Attention matrices follow one convention: ``attn`` has shape (T+1, S); row t (0-based) is the decoder
+step that *predicts* target word t (its input is word t-1); the last row predicts end-of-sentence.
+Links are (source_index, target_index), 0-indexed, as in ``harness.data.alignments``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.data.alignments import Alignment, Link
+
+
+def links_from_attention(attn: np.ndarray, method: str = "argmax") -> set[Link]:
+    """Hard one-to-one links: each target word t links to one source word.
+
+    * ``"argmax"``: argmax of row t, the step that predicts word t (Luong, Pham, Manning 2015,
+      "Effective Approaches to Attention-based NMT", §5.4 / Table 6 AER protocol).
+    * ``"shift-att"``: argmax of row t+1, the step whose *input* is word t (Chen et al. 2020,
+      "Accurate Word Alignment Induction from Neural Machine Translation"): the attention there is
+      computed with word t already known, which aligns better than the step that guesses it.
+
+    Ties go to the lowest source index (``np.argmax``).
+    """
+    if attn.ndim != 2 or attn.shape[0] < 1:
+        raise ValueError(f"attention must have shape (T+1, S) with T >= 0, got {attn.shape}")
+    target_words = attn.shape[0] - 1
+    if target_words and attn.shape[1] == 0:
+        raise ValueError("attention has no source columns")
+    if method == "argmax":
+        rows = attn[:target_words]  # row t predicts word t
+    elif method == "shift-att":
+        rows = attn[1:]  # row t+1 is fed word t
+    else:
+        raise ValueError(f"unknown alignment method {method!r} (expected 'argmax' or 'shift-att')")
+    return {(int(source), target) for target, source in enumerate(rows.argmax(axis=1))}
+
+
+def _one_hot(word_of_piece: list[int], pieces: int, side: str) -> np.ndarray:
+    """(pieces, words) 0/1 matrix mapping each piece to its word."""
+    if len(word_of_piece) != pieces:
+        raise ValueError(f"{len(word_of_piece)} {side} piece->word entries for {pieces} {side} pieces")
+    if any(word < 0 for word in word_of_piece):
+        raise ValueError(f"negative {side} word index in {word_of_piece}")
+    words = max(word_of_piece, default=-1) + 1
+    matrix = np.zeros((pieces, words), dtype=float)
+    matrix[np.arange(pieces), word_of_piece] = 1.0
+    return matrix
+
+
+def merge_subwords(
+    attn: np.ndarray, src_word_of_piece: list[int], tgt_word_of_piece: list[int]
+) -> np.ndarray:
+    """Attention over subword pieces (T_pieces+1, S_pieces) -> over words (T_words+1, S_words).
+
+    Columns are summed per source word: the attention mass a step puts on a word is the sum over its
+    pieces. Rows are summed per target word (our choice; averaging gives the same argmax links, but
+    summing keeps the mass, so a word's row sums to its number of pieces). The extra last row
+    (end-of-sentence step) is kept, column-merged, as the last row. Drop any source EOS column first.
+    """
+    if attn.ndim != 2 or attn.shape[0] < 1:
+        raise ValueError(f"attention must have shape (T+1, S), got {attn.shape}")
+    pieces_t, pieces_s = attn.shape[0] - 1, attn.shape[1]
+    src_map = _one_hot(src_word_of_piece, pieces_s, "source")  # (S_pieces, S_words)
+    tgt_map = _one_hot(tgt_word_of_piece, pieces_t, "target")  # (T_pieces, T_words)
+    by_src_word = attn @ src_map  # (T_pieces+1, S_words)
+    by_word = tgt_map.T @ by_src_word[:pieces_t]  # (T_words, S_words)
+    return np.vstack([by_word, by_src_word[pieces_t:]])  # (T_words+1, S_words)
+
+
+def alignment_scores(hyp: list[set[Link]], gold: list[Alignment]) -> dict:
+    """Corpus AER, precision and recall (Och & Ney 2003), counts summed over sentences.
+
+    precision = |A∩P| / |A|, recall = |A∩S| / |S|, AER = 1 − (|A∩S| + |A∩P|) / (|A| + |S|).
+    Empty cases: precision is 1.0 when A is empty (no wrong link proposed), recall is 1.0 when S is
+    empty (nothing to find), AER is 0.0 when both A and S are empty.
+    """
+    if len(hyp) != len(gold):
+        raise ValueError(f"{len(hyp)} hypothesis alignments but {len(gold)} gold alignments")
+    proposed = sure = hit_sure = hit_possible = 0
+    for links, reference in zip(hyp, gold):
+        proposed += len(links)
+        sure += len(reference.sure)
+        hit_sure += len(links & reference.sure)
+        hit_possible += len(links & reference.possible)
+    return {
+        "aer": 1.0 - (hit_sure + hit_possible) / (proposed + sure) if proposed + sure else 0.0,
+        "precision": hit_possible / proposed if proposed else 1.0,
+        "recall": hit_sure / sure if sure else 1.0,
+    }
+
+
+def attention_entropy(attns: list[np.ndarray]) -> float:
+    """Mean Shannon entropy (nats) of the attention rows, over every row of every matrix.
+
+    H(row) = −Σ_s p_s ln p_s over the non-zero p_s; rows are taken as given (not renormalised).
+    A uniform row over S words has entropy ln S; a one-hot row has 0.
+    """
+    total, rows = 0.0, 0
+    for attn in attns:
+        matrix = np.asarray(attn, dtype=float)  # (T+1, S)
+        logs = np.log(matrix, out=np.zeros_like(matrix), where=matrix > 0)  # 0 log 0 = 0
+        total -= float((matrix * logs).sum())
+        rows += matrix.shape[0]
+    if rows == 0:
+        raise ValueError("no attention rows to average")
+    return total / rows

@@ -1,0 +1,226 @@
+"""Decoders: Luong (stacked RNN, attentional vector, input feeding; also the Sutskever and Cho-style GRU
+decoders as special cases), Bahdanau (RNNsearch), GNMT.
+
+Every decoder exposes the same step interface, used by training, greedy and beam search alike:
+  memory = decoder.prepare(enc)               once per sentence (precomputed keys, values, mask, summary)
+  state  = decoder.init_state(enc)            tuple of batch-first tensors (so beam search can reorder them)
+  out, state, weights = decoder.step(y_prev, state, memory, t)
+`out` (B, H_out) goes through the model's generator; `weights` (B, S) is the attention, or None.
+`decoder.forward(tgt_in, memory, state)` runs teacher-forced over all steps (a fused path where the
+recurrence does not depend on attention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from harness.data.tokenize import PAD_ID
+from harness.models.encoders import EncoderOutput
+
+
+@dataclass
+class Memory:
+    keys: Tensor  # (B, S, ·) score-specific precomputation of the encoder states
+    values: Tensor  # (B, S, Hv) encoder states h̄_s
+    src_mask: Tensor  # (B, S)
+    summary: Tensor  # (B, Hv)
+
+    def select(self, idx: Tensor) -> Memory:
+        return Memory(*(t.index_select(0, idx) for t in (self.keys, self.values, self.src_mask, self.summary)))
+
+
+def stack_states(states: list[Tensor]) -> Tensor:  # per-layer (B, H) -> (B, L, H)
+    return torch.stack(states, dim=1)
+
+
+class Bridge(nn.Module):
+    """Initial decoder state from the encoder's final states: layer k from encoder layer k (or the top one),
+    through tanh(W ·) when the sizes differ (Bahdanau's s_0 = tanh(W_s h̄_1^←) is this with the backward half)."""
+
+    def __init__(self, enc_sizes: list[int], dec_size: int, dec_layers: int):
+        super().__init__()
+        self.dec_layers = dec_layers
+        self.src = [min(k, len(enc_sizes) - 1) for k in range(dec_layers)]
+        self.proj = nn.ModuleList(
+            [nn.Linear(enc_sizes[s], dec_size) if enc_sizes[s] != dec_size else nn.Identity() for s in self.src]
+        )
+        self.needs_tanh = [enc_sizes[s] != dec_size for s in self.src]
+
+    def forward(self, finals: list[Tensor]) -> Tensor:  # -> (B, L, H)
+        out = []
+        for k in range(self.dec_layers):
+            h = self.proj[k](finals[self.src[k]])
+            out.append(torch.tanh(h) if self.needs_tanh[k] else h)
+        return stack_states(out)
+
+
+class LuongDecoder(nn.Module):
+    """Luong et al. 2015 §3: stacked RNN; attention on the top state h_t; h̃_t = tanh(W_c[c_t; h_t]) (eq. 5);
+    p(y_t) = softmax(W_s h̃_t) (eq. 6); input feeding (§3.3): [emb(y_{t-1}); h̃_{t-1}] is the next input.
+
+    With `attention=None` it is the Sutskever et al. 2014 decoder (no context, output = h_t); with a GRU
+    cell and no input feeding it is the Cho-style decoder of `seq2seq_attn`.
+    """
+
+    def __init__(self, vocab_size, emb_size, hidden_size, layers, cell, attention, key_size, enc_sizes,
+                 enc_cell, input_feeding=True, dropout=0.0):
+        super().__init__()
+        self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
+        self.attention = attention
+        self.input_feeding = input_feeding and attention is not None
+        self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(dropout)
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        in_size = emb_size + (hidden_size if self.input_feeding else 0)
+        self.rnn = rnn_cls(in_size, hidden_size, num_layers=layers, batch_first=True,
+                           dropout=dropout if layers > 1 else 0.0)
+        self.bridge_h = Bridge(enc_sizes, hidden_size, layers)
+        self.bridge_c = Bridge(enc_sizes, hidden_size, layers) if cell == "lstm" and enc_cell == "lstm" else None
+        if attention is not None:
+            self.W_c = nn.Linear(key_size + hidden_size, hidden_size, bias=False)
+        self.output_size = hidden_size
+
+    def prepare(self, enc: EncoderOutput) -> Memory:
+        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
+        return Memory(keys, enc.states, enc.src_mask, enc.summary)
+
+    def init_state(self, enc: EncoderOutput) -> tuple[Tensor, ...]:
+        h = self.bridge_h(enc.final_h)  # (B, L, H)
+        c = self.bridge_c(enc.final_c) if self.bridge_c is not None else torch.zeros_like(h)
+        feed = h.new_zeros(h.size(0), self.hidden_size)
+        return (h, c, feed)
+
+    def _rnn(self, x: Tensor, h: Tensor, c: Tensor):  # x (B, T, I); h, c (B, L, H)
+        hx = h.transpose(0, 1).contiguous()
+        if self.cell == "lstm":
+            out, (h2, c2) = self.rnn(x, (hx, c.transpose(0, 1).contiguous()))
+            return out, h2.transpose(0, 1), c2.transpose(0, 1)
+        out, h2 = self.rnn(x, hx)
+        return out, h2.transpose(0, 1), c
+
+    def _attend(self, h_top: Tensor, memory: Memory, t: int):
+        if self.attention is None:
+            return h_top, None
+        context, weights = self.attention(h_top, memory.keys, memory.values, memory.src_mask, t, memory.summary)
+        attentional = torch.tanh(self.W_c(torch.cat([context, h_top], dim=-1)))  # h̃_t, eq. (5)
+        return self.dropout(attentional), weights
+
+    def step(self, y_prev: Tensor, state, memory: Memory, t: int):
+        h, c, feed = state
+        x = self.dropout(self.embedding(y_prev))  # (B, E)
+        if self.input_feeding:
+            x = torch.cat([x, feed], dim=-1)
+        out, h, c = self._rnn(x.unsqueeze(1), h, c)
+        attentional, weights = self._attend(self.dropout(out[:, 0]), memory, t)
+        return attentional, (h, c, attentional), weights
+
+    def forward(self, tgt_in: Tensor, memory: Memory, state):
+        if self.input_feeding:
+            return None  # the step loop is required (h̃_{t-1} feeds step t)
+        h, c, _ = state
+        out, _, _ = self._rnn(self.dropout(self.embedding(tgt_in)), h, c)  # (B, T, H), one fused call
+        out = self.dropout(out)
+        if self.attention is None:
+            return out, None
+        B, T, H = out.shape
+        if getattr(self.attention, "window", None) is not None:  # local attention depends on t: per step
+            outs, ws = zip(*(self._attend(out[:, t], memory, t) for t in range(T)))
+            return torch.stack(outs, 1), torch.stack(ws, 1)
+        # global attention for all T queries at once: (B*T) rows against the sentence's keys
+        flat_q = out.reshape(B * T, H)
+        rep = torch.arange(B, device=out.device).repeat_interleave(T)
+        attentional, weights = self._attend(flat_q, memory.select(rep), 0)
+        return attentional.view(B, T, -1), weights.view(B, T, -1)
+
+
+class BahdanauDecoder(nn.Module):
+    """Bahdanau et al. 2015, App. A.2.2 (RNNsearch): c_i from the previous state s_{i-1} (eq. 5-6);
+    s_i = GRU([E y_{i-1}; c_i], s_{i-1}) (eq. 4); deep output t̃_i = U_o s_{i-1} + V_o E y_{i-1} + C_o c_i,
+    maxout over pairs (t_i = max(t̃_{i,2j-1}, t̃_{i,2j})), p(y_i) = softmax(W_o t_i); s_0 = tanh(W_s h̄_1^←).
+    With attention=None the context is the fixed summary vector (RNNenc, Cho et al. 2014)."""
+
+    def __init__(self, vocab_size, emb_size, hidden_size, attention, key_size, maxout_size, dropout=0.0):
+        super().__init__()
+        self.attention = attention
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(dropout)
+        self.cell = nn.GRUCell(emb_size + key_size, hidden_size)
+        self.W_s = nn.Linear(key_size // 2 if key_size % 2 == 0 else key_size, hidden_size)
+        self.key_size = key_size
+        self.maxout_size = maxout_size
+        self.U_o = nn.Linear(hidden_size, 2 * maxout_size)
+        self.V_o = nn.Linear(emb_size, 2 * maxout_size, bias=False)
+        self.C_o = nn.Linear(key_size, 2 * maxout_size, bias=False)
+        self.output_size = maxout_size
+
+    def prepare(self, enc: EncoderOutput) -> Memory:
+        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
+        return Memory(keys, enc.states, enc.src_mask, enc.summary)
+
+    def init_state(self, enc: EncoderOutput):
+        backward_first = enc.summary[:, self.key_size // 2 :]  # h̄_1^← : the backward half of the summary
+        return (torch.tanh(self.W_s(backward_first)),)
+
+    def step(self, y_prev, state, memory: Memory, t: int):
+        (s_prev,) = state
+        e = self.dropout(self.embedding(y_prev))
+        if self.attention is None:
+            context, weights = memory.summary, None
+        else:
+            context, weights = self.attention(s_prev, memory.keys, memory.values, memory.src_mask, t, memory.summary)
+        s = self.cell(torch.cat([e, context], dim=-1), s_prev)
+        t_tilde = self.U_o(s_prev) + self.V_o(e) + self.C_o(context)  # (B, 2M)
+        t_out = t_tilde.view(-1, self.maxout_size, 2).max(-1).values  # maxout
+        return self.dropout(t_out), (s,), weights
+
+    def forward(self, tgt_in, memory, state):
+        return None
+
+
+class GNMTDecoder(nn.Module):
+    """Wu et al. 2016 §3 (Fig. 1): N LSTM layers; the attention context a_i is computed from the bottom
+    layer's output of the previous step, y^1_{i-1}, and fed as extra input to every layer; residual
+    connections from layer `residual_from` up; softmax on the top layer. Initial states are zero."""
+
+    def __init__(self, vocab_size, emb_size, hidden_size, layers, attention, key_size, residual_from=3, dropout=0.0):
+        super().__init__()
+        self.attention, self.layers, self.hidden_size = attention, layers, hidden_size
+        self.residual_from = residual_from
+        self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(dropout)
+        sizes = [emb_size] + [hidden_size] * (layers - 1)
+        self.cells = nn.ModuleList([nn.LSTMCell(s + key_size, hidden_size) for s in sizes])
+        self.output_size = hidden_size
+
+    def prepare(self, enc: EncoderOutput) -> Memory:
+        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
+        return Memory(keys, enc.states, enc.src_mask, enc.summary)
+
+    def init_state(self, enc: EncoderOutput):
+        B = enc.states.size(0)
+        z = enc.states.new_zeros(B, self.layers, self.hidden_size)
+        return (z, z.clone())
+
+    def step(self, y_prev, state, memory: Memory, t: int):
+        h, c = state  # (B, L, H)
+        query = h[:, 0]  # y^1_{i-1}: the bottom layer's previous output
+        if self.attention is None:
+            context, weights = memory.summary, None
+        else:
+            context, weights = self.attention(query, memory.keys, memory.values, memory.src_mask, t, memory.summary)
+        x = self.dropout(self.embedding(y_prev))
+        hs, cs = [], []
+        for k, cell in enumerate(self.cells):
+            hk, ck = cell(torch.cat([x, context], dim=-1), (h[:, k], c[:, k]))
+            hs.append(hk)
+            cs.append(ck)
+            out = hk + x if (k + 1 >= self.residual_from and hk.shape == x.shape) else hk
+            x = self.dropout(out)
+        return x, (torch.stack(hs, 1), torch.stack(cs, 1)), weights
+
+    def forward(self, tgt_in, memory, state):
+        return None

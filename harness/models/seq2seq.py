@@ -1,0 +1,158 @@
+"""Seq2Seq = encoder + decoder + generator, and the architecture registry (`model.arch`).
+
+Each architecture is a builder function registered by name; it composes an encoder and a decoder from
+harness.models.encoders / decoders and declares which score functions and attention types apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from harness.config import ModelConfig
+from harness.data.datamodule import Batch
+from harness.models.attention import build_attention
+from harness.models.decoders import BahdanauDecoder, GNMTDecoder, LuongDecoder, Memory
+from harness.models.encoders import RNNEncoder
+
+
+@dataclass
+class ArchSpec:
+    name: str
+    build: Callable
+    paper: str
+    scores: list[str] | None  # None = every score function
+    attention_types: tuple[str, ...] = ("global",)
+    default_score: str = "additive"
+
+
+ARCHS: dict[str, ArchSpec] = {}
+
+
+def register_arch(name: str, paper: str, scores=None, attention_types=("global",), default_score="additive"):
+    def deco(fn):
+        ARCHS[name] = ArchSpec(name, fn, paper, scores, attention_types, default_score)
+        return fn
+
+    return deco
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, encoder: RNNEncoder, decoder: nn.Module, tgt_vocab_size: int):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.generator = nn.Linear(decoder.output_size, tgt_vocab_size)
+
+    @property
+    def has_attention(self) -> bool:
+        return getattr(self.decoder.attention, "has_weights", False) if self.decoder.attention is not None else False
+
+    def start(self, src: Tensor, src_lengths: Tensor) -> tuple[Memory, tuple]:
+        enc = self.encoder(src, src_lengths)
+        return self.decoder.prepare(enc), self.decoder.init_state(enc)
+
+    def step(self, y_prev: Tensor, state, memory: Memory, t: int):
+        """One decoder step: log-probabilities (B, V), new state, attention weights (B, S) or None."""
+        out, state, weights = self.decoder.step(y_prev, state, memory, t)
+        return torch.log_softmax(self.generator(out).float(), dim=-1), state, weights
+
+    def forward(self, batch: Batch, teacher_forcing: float = 1.0, generator: torch.Generator | None = None):
+        """Teacher-forced logits (B, T, V) and attention (B, T, S) or None.
+
+        The output layer runs once over all time steps (one big matmul instead of T small ones).
+        `teacher_forcing` < 1 feeds the model's own greedy prediction with probability 1 − p (scheduled
+        sampling, Bengio et al. 2015) and always runs step by step.
+        """
+        memory, state = self.start(batch.src, batch.src_lengths)
+        if teacher_forcing >= 1.0:
+            fused = self.decoder.forward(batch.tgt_in, memory, state)
+            if fused is not None:
+                outs, weights = fused
+                return self.generator(outs), weights
+        T = batch.tgt_in.size(1)
+        outs, ws = [], []
+        y = batch.tgt_in[:, 0]
+        for t in range(T):
+            out, state, w = self.decoder.step(y, state, memory, t)
+            outs.append(out)
+            ws.append(w)
+            if t + 1 < T:
+                y = batch.tgt_in[:, t + 1]
+                if teacher_forcing < 1.0:
+                    with torch.no_grad():
+                        pred = self.generator(out).argmax(-1)
+                    use_ref = torch.rand(y.shape, generator=generator, device=y.device) < teacher_forcing
+                    y = torch.where(use_ref | (y == 0), y, pred)
+        outs = torch.stack(outs, 1)
+        weights = torch.stack(ws, 1) if ws[0] is not None else None
+        return self.generator(outs), weights
+
+
+def _enc_hidden(cfg: ModelConfig, bidirectional: bool) -> int:
+    if cfg.enc_hidden_size:
+        return cfg.enc_hidden_size
+    return cfg.hidden_size // 2 if bidirectional else cfg.hidden_size
+
+
+@register_arch("seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"],
+               default_score="none")
+def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "lstm", "none",
+                     cfg.dropout, reverse_source=cfg.reverse_source)
+    dec = LuongDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, "lstm", None, enc.output_size,
+                       enc.layer_sizes, "lstm", input_feeding=False, dropout=cfg.dropout)
+    return Seq2Seq(enc, dec, tgt_vocab)
+
+
+@register_arch("seq2seq_attn", "Cho et al. 2014 GRU encoder-decoder + attention (any score function)",
+               default_score="general")
+def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "gru", "none",
+                     cfg.dropout, reverse_source=cfg.reverse_source)
+    attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
+    dec = LuongDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, "gru", attn, enc.output_size,
+                       enc.layer_sizes, "gru", input_feeding=False, dropout=cfg.dropout)
+    return Seq2Seq(enc, dec, tgt_vocab)
+
+
+@register_arch("bahdanau", "Bahdanau et al. 2015 RNNsearch (BiGRU, additive attention from s_{i-1}, maxout)")
+def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, True), cfg.enc_layers, "gru", "all",
+                     cfg.dropout, reverse_source=cfg.reverse_source)
+    attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
+    dec = BahdanauDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, attn, enc.output_size,
+                          cfg.maxout_size or cfg.hidden_size // 2, cfg.dropout)
+    return Seq2Seq(enc, dec, tgt_vocab)
+
+
+@register_arch("luong", "Luong et al. 2015 (stacked LSTM, global/local attention, input feeding)",
+               attention_types=("global", "local-m", "local-p"), default_score="general")
+def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "lstm", "none",
+                     cfg.dropout, reverse_source=cfg.reverse_source)
+    attn = build_attention(cfg.score, cfg.attention_type, cfg.hidden_size, enc.output_size, cfg)
+    dec = LuongDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, "lstm", attn, enc.output_size,
+                       enc.layer_sizes, "lstm", input_feeding=cfg.input_feeding, dropout=cfg.dropout)
+    return Seq2Seq(enc, dec, tgt_vocab)
+
+
+@register_arch("gnmt", "Wu et al. 2016 GNMT (bi bottom encoder layer, residual stack, additive attention)")
+def build_gnmt(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "lstm", "bottom",
+                     cfg.dropout, residual_from=cfg.residual_from, reverse_source=cfg.reverse_source)
+    # the bottom layer is bidirectional with H per direction (2H out), the next layer maps 2H -> H
+    attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
+    dec = GNMTDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, attn, enc.output_size,
+                      cfg.residual_from, cfg.dropout)
+    return Seq2Seq(enc, dec, tgt_vocab)
+
+
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    return ARCHS[cfg.arch].build(cfg, src_vocab, tgt_vocab)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,296 @@
+"""`harness train` / `evaluate` / `translate` as Python functions: the one run-directory layout.
+
+RUN_DIR/
+  config.yaml          resolved config + seed, package versions, git commit
+  checkpoints/best.ckpt, last.ckpt
+  test.hyp             detokenized translations of the test split, one per line
+  metrics.json         flat metrics (README documents every key)
+  attention/test.npz   attention per test sentence (+ test.forced.npz: forced decoding of the references)
+  logs/                Lightning CSV metrics; wandb/ the W&B offline run
+
+While training, everything is written to RUN_DIR.partial/ (with a lock file and an INCOMPLETE marker); it is
+renamed to RUN_DIR only when the run has finished, so a crash never leaves a RUN_DIR that looks finished.
+`--resume` continues from RUN_DIR.partial/checkpoints/last.ckpt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from harness.config import ExperimentConfig, dump_yaml, from_dict, read_yaml, to_dict
+from harness.errors import HarnessError
+from harness.io import atomic_write_text, write_json
+from harness.paths import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ["torch", "lightning", "sacrebleu", "sentencepiece", "optuna", "wandb", "numpy", "attention-harness"]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        if r.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return r.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def config_document(cfg: ExperimentConfig) -> dict:
+    return {**to_dict(cfg), "_meta": {"seed": cfg.seed, "versions": versions(), "git_commit": git_commit()}}
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    doc = read_yaml(run_dir / "config.yaml")
+    doc.pop("_meta", None)
+    return from_dict(doc, f"config {run_dir / 'config.yaml'}")
+
+
+# ------------------------------------------------------------------------------------------ run directory
+class RunDir:
+    """The partial → final protocol and the lock that stops two processes training into one directory."""
+
+    def __init__(self, output: str | Path, overwrite: bool = False, resume: bool = False):
+        self.final = Path(output)
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.overwrite, self.resume = overwrite, resume
+        self._lock = None
+
+    def open(self) -> Path:
+        final_busy = self.final.exists() and any(self.final.iterdir()) if self.final.exists() else False
+        if self.final.exists() and not self.final.is_dir():
+            raise HarnessError(f"output {self.final}: exists and is not a directory")
+        if self.resume:
+            if not self.partial.exists() and final_busy:
+                os.replace(self.final, self.partial)  # continue a finished run (e.g. with more steps)
+        elif final_busy and not self.overwrite:
+            raise HarnessError(f"output {self.final}: directory is not empty (use --overwrite, or --resume to continue)")
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.partial / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise HarnessError(f"output {self.final}: another process is training into it (lock {self.partial / '.lock'})")
+        if not self.resume:
+            for child in self.partial.iterdir():
+                if child.name != ".lock":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        (self.partial / "INCOMPLETE").write_text("this run has not finished; rerun with --resume to continue\n")
+        return self.partial
+
+    def finish(self) -> Path:
+        (self.partial / "INCOMPLETE").unlink(missing_ok=True)
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        self.release()
+        (self.partial / ".lock").unlink(missing_ok=True)
+        os.replace(self.partial, self.final)
+        return self.final
+
+    def release(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def load_checkpoint(path: Path) -> dict:
+    """Checkpoints are plain data: torch.load(weights_only=True) refuses anything that would execute code."""
+    if not path.is_file():
+        raise HarnessError(f"checkpoint {path}: not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, foreign pickle, ...
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise HarnessError(f"checkpoint {path}: refused, it contains objects other than plain data "
+                               "(a pickle that could run code)") from None
+        raise HarnessError(f"checkpoint {path}: cannot be read ({msg[:160]}); expected a harness checkpoint") from None
+    if not isinstance(ckpt, dict) or "harness" not in ckpt or "state_dict" not in ckpt:
+        raise HarnessError(f"checkpoint {path}: not a harness checkpoint (no 'harness' config entry)")
+    return ckpt
+
+
+def load_module(run_dir: Path, which: str = "best"):
+    from harness.lightning_module import TranslationModule
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HarnessError(f"run directory {run_dir}: not found")
+    ckpt_path = run_dir / "checkpoints" / f"{which}.ckpt"
+    ckpt = load_checkpoint(ckpt_path)
+    try:
+        return TranslationModule.from_checkpoint_dict(ckpt)
+    except RuntimeError as e:
+        raise HarnessError(f"checkpoint {ckpt_path}: weights do not match its config "
+                           f"({str(e).splitlines()[0][:160]})") from None
+
+
+# ------------------------------------------------------------------------------------------ train
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+
+
+def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, resume: bool = False,
+          callbacks: list | None = None, progress: bool = True, trial_info: dict | None = None) -> TrainResult:
+    """Train, evaluate on the test split, write the run directory. Returns its path and metrics."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from harness.callbacks import SignalCheckpoint, ThroughputMeter
+    from harness.data.datamodule import TranslationDataModule, prepare
+    from harness.evaluate import evaluate_split
+    from harness.lightning_module import TranslationModule
+    from harness.tracking import finish_tracking, make_wandb_logger
+
+    # Everything that can fail on bad input happens before the run directory is created.
+    data = prepare(cfg)
+    run = RunDir(output, overwrite, resume)
+    work = run.open()
+    try:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        atomic_write_text(work / "config.yaml", dump_yaml(config_document(cfg)))
+        module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
+        module.val_refs = data.splits["val"].raw.tgt
+        module.detokenize = data.tgt_tok.decode
+        dm = TranslationDataModule(cfg, data)
+        ckpt_dir = work / "checkpoints"
+        best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_bleu", mode="max",
+                                  save_top_k=1, save_last=True, enable_version_counter=False)
+        meter = ThroughputMeter()
+        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt")] + list(callbacks or [])
+        if cfg.train.early_stopping:
+            cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
+        loggers = [CSVLogger(work, name="logs", version="")]
+        wandb_logger = make_wandb_logger(cfg, work, data, module.params, trial_info)
+        if wandb_logger is not None:
+            loggers.append(wandb_logger)
+        t = cfg.train
+        val_every = t.val_every if t.max_steps <= 0 else min(t.val_every, t.max_steps)
+        trainer = pl.Trainer(
+            max_steps=t.max_steps,
+            max_epochs=t.max_epochs if t.max_epochs > 0 else (-1 if t.max_steps > 0 else 10),
+            max_time={"seconds": t.max_time} if t.max_time else None,
+            val_check_interval=val_every,
+            check_val_every_n_epoch=None,
+            gradient_clip_val=t.grad_clip or None,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            precision=t.precision,
+            callbacks=cbs,
+            logger=loggers,
+            log_every_n_steps=t.log_every,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            deterministic=t.accelerator == "cpu",
+            use_distributed_sampler=False,
+            default_root_dir=work,
+        )
+        last = ckpt_dir / "last.ckpt"
+        ckpt_path = str(last) if resume and last.is_file() else None
+        t0 = time.perf_counter()
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        except FloatingPointError as e:
+            raise HarnessError(f"training diverged: {e}; the last good checkpoint is kept in {ckpt_dir}") from None
+        train_time = time.perf_counter() - t0
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if trainer.global_rank != 0:
+            return TrainResult(work, {})
+        trainer.save_checkpoint(last)
+        # the final weights may not have been validated (max_steps not a multiple of val_every)
+        best_score = best_cb.best_model_score
+        if trainer.global_step % val_every != 0 or best_score is None:
+            final = trainer.validate(module, datamodule=dm, verbose=False)[0]["val_bleu"]
+            if best_score is None or final > float(best_score):
+                trainer.save_checkpoint(ckpt_dir / "best.ckpt")
+        best = load_module(work, "best")
+        best.detokenize = data.tgt_tok.decode
+        device = next(module.parameters()).device
+        best.to(device)
+        metrics = evaluate_split(best, data, data.corpus.test_split, cfg, work, progress=progress)
+        metrics.update(
+            {
+                "val_ppl": float(trainer.callback_metrics.get("val_ppl", float("nan"))),
+                "val_bleu_best": float(best_cb.best_model_score) if best_cb.best_model_score is not None else None,
+                "params": module.params,
+                "train_tokens_per_sec": meter.tokens_per_sec,
+                "train_time_s": train_time,
+                "steps": int(trainer.global_step),
+                "epochs": int(trainer.current_epoch),
+                "peak_rss_mb": meter.peak_rss_mb,
+                "seed": cfg.seed,
+                "arch": cfg.model.arch,
+                "score": cfg.model.score,
+                "data": cfg.data.name,
+                "train_pairs": len(data.splits["train"].src_ids),
+                "filtered_train_pairs": data.filtered,
+                "dropped_empty_pairs": data.corpus.dropped_empty,
+            }
+        )
+        write_json(work / "metrics.json", metrics)
+        finish_tracking(wandb_logger, metrics, data, work)
+        final_dir = run.finish()
+        return TrainResult(final_dir, metrics)
+    finally:
+        run.release()
+
+
+def evaluate(run_dir: str | Path, split: str | None = None, beam: int | None = None, forced: bool | None = None,
+             progress: bool = True) -> dict:
+    from harness.data.datamodule import prepare
+    from harness.evaluate import evaluate_split
+
+    run_dir = Path(run_dir)
+    module = load_module(run_dir, "best")
+    cfg = module.cfg
+    data = prepare(cfg, vocabs=(module.src_vocab.itos, module.tgt_vocab.itos))
+    split = split or data.corpus.test_split
+    if split not in data.splits:
+        raise HarnessError(f"--split {split}: not a split of data set {cfg.data.name} (have {', '.join(data.splits)})")
+    metrics_path = run_dir / "metrics.json"
+    import json
+
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    new = evaluate_split(module, data, split, cfg, run_dir, beam, progress, forced)
+    if split == data.corpus.test_split:
+        metrics.update(new)
+    else:
+        metrics.setdefault("splits", {})[split] = new
+    write_json(metrics_path, metrics)
+    return new
