@@ -154,10 +154,11 @@ def evaluate_split(module, data, split_name: str, cfg: ExperimentConfig, out_dir
     rows = [a for a in (forced_attn or decoded.attention) if a is not None and a.size]
     metrics["attention_entropy"] = attention_entropy(rows) if rows else None
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / f"{split_name}.hyp", "".join(t + "\n" for t in decoded.texts))
-    save_attention(out_dir / "attention" / f"{split_name}.npz", split, decoded.tokens, decoded.attention)
+    stem = "test" if split_name == data.corpus.test_split else split_name  # the test split is always test.*
+    atomic_write_text(out_dir / f"{stem}.hyp", "".join(t + "\n" for t in decoded.texts))
+    save_attention(out_dir / "attention" / f"{stem}.npz", split, decoded.tokens, decoded.attention)
     if forced_attn:
-        save_attention(out_dir / "attention" / f"{split_name}.forced.npz", split,
+        save_attention(out_dir / "attention" / f"{stem}.forced.npz", split,
                        [split.tgt_tokens[i] for i in range(len(forced_attn))], forced_attn)
     return metrics
 

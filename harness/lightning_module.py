@@ -84,7 +84,7 @@ class TranslationModule(pl.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.global_step % self.cfg.train.log_every == 0:
+        if (self.global_step + 1) % self.cfg.train.log_every == 0:  # the step Lightning flushes logs at
             norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
             if norms:
                 self.log("grad_norm", torch.stack(norms).norm(2))

@@ -39,12 +39,14 @@ def greedy(model, batch: Batch, max_len_ratio: float = 2.0, max_len_add: int = 1
     limits = max_lengths(batch.src_lengths, max_len_ratio, max_len_add).to(batch.src.device)
     y = torch.full((B,), BOS_ID, dtype=torch.long, device=batch.src.device)
     finished = torch.zeros(B, dtype=torch.bool, device=y.device)
+    logprob = torch.zeros(B, device=y.device)  # log P(y_1 … y_t | x) of each hypothesis
     tokens, weights = [], []
     for t in range(int(limits.max())):
         logp, state, w = model.step(y, state, memory, t)
         force_end = (t + 1) >= limits
         logp = torch.where(force_end.unsqueeze(1) & ~finished.unsqueeze(1), _only_eos(logp), logp)
         y = logp.argmax(-1).masked_fill(finished, PAD_ID)
+        logprob += logp.gather(1, y.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         tokens.append(y)
         weights.append(w)
         finished = finished | (y == EOS_ID)
@@ -57,13 +59,15 @@ def greedy(model, batch: Batch, max_len_ratio: float = 2.0, max_len_add: int = 1
         seq = toks[b]
         n = seq.index(EOS_ID) if EOS_ID in seq else len(seq)
         a = attn[b, : n + 1, : int(batch.src_lengths[b])] if attn is not None else None
-        out.append(Hypothesis(seq[:n], 0.0, a))
+        out.append(Hypothesis(seq[:n], float(logprob[b]), a))
     return out
 
 
 def _only_eos(logp: torch.Tensor) -> torch.Tensor:
+    """At the length limit only </s> may follow; it keeps its own log-probability, so the score of a
+    hypothesis ended by the limit is still log P(y_1 … y_n </s> | x), like one that ended by itself."""
     forced = torch.full_like(logp, float("-inf"))
-    forced[:, EOS_ID] = 0.0
+    forced[:, EOS_ID] = logp[:, EOS_ID]
     return forced
 
 

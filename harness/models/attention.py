@@ -25,7 +25,9 @@ class Attention(nn.Module):
         return self.score(query, pre).masked_fill(~src_mask, float("-inf"))
 
     def forward(self, query: Tensor, pre: Tensor, values: Tensor, src_mask: Tensor, step: int = 0, summary=None):
-        weights = self.energies(query, pre, src_mask).softmax(-1)  # (B, S)
+        # masked_fill after the softmax: a sentence with no real token (an empty source line, kept at test
+        # time) has an all -inf row whose softmax is NaN; it attends to nothing (weights 0, context 0)
+        weights = self.energies(query, pre, src_mask).softmax(-1).masked_fill(~src_mask, 0.0)  # (B, S)
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, Hv)
         return context, weights
 
@@ -65,12 +67,12 @@ class LocalAttention(Attention):
             in_window = distance.round().abs() <= self.window
         mask = src_mask & in_window
         # p_t can fall just outside a short sentence's window of real tokens: keep the nearest real token
-        empty = ~mask.any(1)
+        empty = ~mask.any(1) & src_mask.any(1)
         if empty.any():
             nearest = (distance.abs().masked_fill(~src_mask, float("inf"))).argmin(1)
             mask = mask.clone()
             mask[empty, nearest[empty]] = True
-        weights = self.energies(query, pre, mask).softmax(-1)
+        weights = self.energies(query, pre, mask).softmax(-1).masked_fill(~mask, 0.0)  # empty source: all 0
         if self.predictive:
             sigma = max(self.window / 2.0, 1e-3)
             weights = weights * torch.exp(-(distance**2) / (2 * sigma**2))

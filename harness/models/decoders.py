@@ -133,7 +133,8 @@ class LuongDecoder(nn.Module):
         flat_q = out.reshape(B * T, H)
         rep = torch.arange(B, device=out.device).repeat_interleave(T)
         attentional, weights = self._attend(flat_q, memory.select(rep), 0)
-        return attentional.view(B, T, -1), weights.view(B, T, -1)
+        weights = weights.view(B, T, -1) if weights is not None else None  # score none: no weights
+        return attentional.view(B, T, -1), weights
 
 
 class BahdanauDecoder(nn.Module):

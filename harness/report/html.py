@@ -1,0 +1,504 @@
+"""Render a Report to OUTPUT/: index.html (one self-contained page, images as data URIs), README.md (the same
+tables in Markdown), leaderboard.csv, runs.csv, significance.csv, by_length.csv.
+
+Every piece of text that comes from data or configs (sentences, config values, run names, paths) goes through
+`html.escape` (HTML) or `md()` (Markdown) before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.io import atomic_write_bytes, atomic_write_text
+from harness.report.build import Report, source_description
+from harness.report.load import read_attention, read_hypotheses
+from harness.report.tables import BETTER, DIGITS, LABELS, METRICS, best_configurations, fmt_mean_std
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1250px;
+color:#222;padding:0 16px}
+h1{font-size:24px;margin-bottom:4px}h2{font-size:19px;border-bottom:1px solid #ddd;padding-bottom:3px;
+margin-top:34px}h3{font-size:15px;margin-bottom:6px}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
+th,td{border:1px solid #d4d4d4;padding:3px 7px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td.l,th.l{text-align:left}
+td.best{font-weight:bold;background:#eaf5ea}#leaderboard td,#significance td,#runs td{white-space:nowrap}
+#papers{font-size:12px}
+.note{color:#555;font-size:12.5px;max-width:1100px}.muted{color:#888}
+.sig{color:#1a7f37;font-weight:bold}.nsig{color:#888}
+.asreported{border:2px dashed #c77;padding:6px 10px;border-radius:6px;background:#fffafa}
+.ours{border:2px solid #7a7;padding:6px 10px;border-radius:6px;background:#fafffa}
+.side{display:flex;gap:18px;align-items:flex-start;flex-wrap:wrap}
+img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 3px;font-size:12px}
+.mono{font-family:ui-monospace,Menlo,monospace;font-size:12px}
+"""
+
+
+def esc(x: Any) -> str:
+    """Escaped text of a value (None/NaN -> en dash)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return html.escape(str(x), quote=True)
+
+
+def md(x: Any) -> str:
+    """A Markdown table cell: <, >, & escaped (Markdown passes raw HTML through) and pipes escaped."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return html.escape(str(x), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+class Cell:
+    def __init__(self, text: Any, cls: str = "", raw: bool = False):
+        self.text, self.cls, self.raw = text, cls, raw
+
+    def html(self) -> str:
+        body = self.text if self.raw else esc(self.text)
+        return f'<td class="{self.cls}">{body}</td>' if self.cls else f"<td>{body}</td>"
+
+
+def table_html(headers: list[str], rows: list[list[Any]], left: set[int] = frozenset(), id_: str = "") -> str:
+    ths = "".join(
+        f'<th class="l">{esc(h)}</th>' if i in left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers)
+    )
+    body = []
+    for row in rows:
+        cells = []
+        for i, c in enumerate(row):
+            if not isinstance(c, Cell):
+                c = Cell(c, "l" if i in left else "")
+            elif i in left and "l" not in c.cls.split():
+                c = Cell(c.text, (c.cls + " l").strip(), c.raw)
+            cells.append(c.html())
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    idattr = f' id="{esc(id_)}"' if id_ else ""
+    return f"<table{idattr}><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def table_md(headers: list[str], rows: list[list[Any]]) -> str:
+    df = pd.DataFrame(
+        [[md(c.text if isinstance(c, Cell) else c) for c in r] for r in rows],
+        columns=[md(h) for h in headers],
+    )
+    if df.empty:
+        return "_(none)_"
+    return df.to_markdown(index=False, disable_numparse=True)
+
+
+def img(data: bytes | None, mime: str = "image/png", alt: str = "") -> str:
+    if not data:
+        return ""
+    return f'<img alt="{esc(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode("ascii")}">'
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, int | np.integer) or (isinstance(x, float) and x.is_integer() and abs(x) >= 1000):
+        return f"{int(x):,}"
+    if isinstance(x, float | np.floating):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+# ------------------------------------------------------------------------------------------ the tables
+def leaderboard_rows(report: Report, marker: str) -> tuple[list[str], list[list[Any]]]:
+    lb = report.leaderboard
+    best = best_configurations(lb)
+    metrics = [m for m in METRICS if lb[f"{m[0]}_mean"].notna().any()]
+    headers = ["rank", "configuration", "n (seeds)"] + [
+        f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip()
+        for _, label, better in metrics
+    ]
+    rows = []
+    for _, r in lb.iterrows():
+        row: list[Any] = [int(r["rank"]), r["configuration"], f"{int(r['n'])} ({r['seeds']})"]
+        for key, _, _ in metrics:
+            text = fmt_mean_std(r[f"{key}_mean"], r[f"{key}_std"], DIGITS.get(key, 2))
+            if r[f"{key}_n"] and r[f"{key}_n"] != r["n"]:
+                text += f" (n={int(r[f'{key}_n'])})"
+            is_best = r["configuration"] in best.get(key, ())
+            row.append(Cell(text + (f" {marker}" if is_best else ""), "best" if is_best else ""))
+        rows.append(row)
+    return headers, rows
+
+
+def significance_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    headers = [
+        "compared with",
+        "baseline",
+        "configuration",
+        "baseline BLEU",
+        "BLEU",
+        "Δ BLEU",
+        "p",
+        "p < 0.05",
+        "sentences",
+        "paired on",
+    ]
+    rows = []
+    for _, r in report.significance.iterrows():
+        sig = bool(r["significant"])
+        rows.append(
+            [
+                r["vs"],
+                r["baseline"],
+                r["configuration"],
+                _num(r["baseline BLEU"]),
+                _num(r["BLEU"]),
+                f"{r['delta']:+.2f}",
+                f"{r['p_value']:.4f}",
+                Cell("yes" if sig else "no", "sig" if sig else "nsig"),
+                int(r["sentences"]),
+                r["paired on"],
+            ]
+        )
+    return headers, rows
+
+
+def ours_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    lb = report.leaderboard
+    headers = ["configuration", "BLEU (sacreBLEU)", "AER", "n"]
+    rows = [
+        [
+            r["configuration"],
+            fmt_mean_std(r["bleu_mean"], r["bleu_std"]),
+            fmt_mean_std(r["aer_mean"], r["aer_std"], 3),
+            int(r["n"]),
+        ]
+        for _, r in lb.iterrows()
+    ]
+    return headers, rows
+
+
+def papers_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    headers = ["paper", "model (as named in the paper)", "metric", "value (as reported)", "details", "verify"]
+    rows = []
+    for _, r in report.papers.iterrows():
+        v = r["value"]
+        rows.append(
+            [
+                r["paper"],
+                r["model"],
+                r["metric"],
+                "–" if v is None or (isinstance(v, float) and math.isnan(v)) else v,
+                r["details"],
+                "verify" if r["verify"] else "",
+            ]
+        )
+    return headers, rows
+
+
+def papers_source_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    from harness.report.tables import papers_notes
+
+    headers = ["paper", "where", "data", "BLEU convention", "note"]
+    return headers, [[p["short"], p["source"], p["data"], p["bleu"], p["note"]] for p in papers_notes()]
+
+
+RUN_COLS = [
+    ("run", "run"),
+    ("configuration", "configuration"),
+    ("seed", "seed"),
+    ("bleu", "BLEU"),
+    ("chrf", "chrF"),
+    ("aer", "AER"),
+    ("length_drop", "length drop"),
+    ("params", "params"),
+    ("train_tokens_per_sec", "train tok/s"),
+    ("steps", "steps"),
+    ("run_dir", "run directory"),
+]
+
+
+def runs_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    cols = [(k, h) for k, h in RUN_COLS if k in report.runs]
+    rows = []
+    for _, r in report.runs.iterrows():
+        rows.append(
+            [
+                _num(r[k], DIGITS.get(k, 2)) if k not in ("run", "configuration", "run_dir", "seed") else r[k]
+                for k, _ in cols
+            ]
+        )
+    return [h for _, h in cols], rows
+
+
+def config_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    return ["key", "value (same in every run)"], [
+        [k, v] for k, v in report.shared_config.items() if not k.startswith("tracking.")
+    ]
+
+
+def configurations_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    keys = report.group_keys
+    headers = ["configuration", *keys, "runs"]
+    rows = [
+        [r["configuration"], *[r.get(k) for k in keys], r["runs"]] for _, r in report.leaderboard.iterrows()
+    ]
+    return headers, rows
+
+
+# ------------------------------------------------------------------------------------------ figures
+def _first_run(report: Report, label: str):
+    return next((r for r in report.groups[label] if r.run_dir is not None), None)
+
+
+def example_rows(report: Report, index: int) -> tuple[list[str], list[list[Any]], str | None, str | None]:
+    """Source, reference and each configuration's hypothesis (its first seed) for test sentence `index`."""
+    rows, src_text, ref_text = [], None, None
+    for label in report.leaderboard["configuration"]:
+        run = _first_run(report, label)
+        if run is None:
+            continue
+        hyps = read_hypotheses(run.run_dir) or []
+        if src_text is None:
+            try:
+                srcs = report.references.sources(run.run_dir)
+                refs, _, _ = report.references.get(run.run_dir)
+                if index < len(srcs):
+                    src_text, ref_text = srcs[index], refs[index]
+            except Exception:
+                z = read_attention(run.run_dir)
+                if z is not None and f"src_{index}" in z.files:
+                    src_text = " ".join(str(w) for w in z[f"src_{index}"])
+        rows.append([label, f"{run.name} (seed {run.seed})", hyps[index] if index < len(hyps) else "–"])
+    return ["configuration", "run", "hypothesis"], rows, src_text, ref_text
+
+
+def attention_panels(report: Report, index: int) -> list:
+    panels = []
+    for label in report.leaderboard["configuration"]:
+        run = _first_run(report, label)
+        z = read_attention(run.run_dir) if run is not None else None
+        if z is None or f"attn_{index}" not in z.files:
+            continue
+        panels.append(
+            (
+                label,
+                np.asarray(z[f"attn_{index}"]),
+                [str(w) for w in z[f"src_{index}"]],
+                [str(w) for w in z[f"tgt_{index}"]],
+            )
+        )
+    return panels
+
+
+def animation_for(report: Report, index: int) -> tuple[bytes | None, str]:
+    """GIF of the best configuration with attention decoding sentence `index` (its first seed)."""
+    from harness.errors import HarnessError
+    from harness.report.animate import animate
+
+    for label in report.leaderboard["configuration"]:
+        run = _first_run(report, label)
+        if run is None:
+            continue
+        z = read_attention(run.run_dir)
+        if z is None or f"attn_{index}" not in z.files or z[f"tgt_{index}"].size == 0:
+            continue
+        try:
+            return animate(run.run_dir, index, title=f"{label} (seed {run.seed})"), f"{label}, {run.name}"
+        except HarnessError:
+            continue
+    return None, ""
+
+
+def figures(report: Report, index: int, with_animation: bool = True) -> dict[str, Any]:
+    from harness.report import plots
+
+    order = list(report.leaderboard["configuration"])
+    figs: dict[str, Any] = {
+        "length": plots.bleu_by_length(report.by_length, order),
+        "aer": plots.metric_bars(report.leaderboard, "aer", "AER", True),
+        "cost": plots.bleu_vs_cost(report.leaderboard),
+        "attention": plots.attention_grid(attention_panels(report, index)),
+        "optuna": plots.optuna_plots(report.source.study),
+    }
+    figs["gif"], figs["gif_run"] = animation_for(report, index) if with_animation else (None, "")
+    return figs
+
+
+# ------------------------------------------------------------------------------------------ page
+def _section(title: str, *parts: str, id_: str = "") -> str:
+    idattr = f' id="{esc(id_)}"' if id_ else ""
+    return f"<section{idattr}><h2>{esc(title)}</h2>{''.join(parts)}</section>"
+
+
+def _objective_text(report: Report) -> str:
+    return ", then ".join(f"{o['metric']} ({o['direction']})" for o in report.objective)
+
+
+def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
+    H, R = leaderboard_rows(report, "★")
+    parts = [
+        f"<h1>{esc(report.title)}</h1>",
+        f'<p class="note">{esc(source_description(report))}. Generated '
+        f"{esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))} by <code>harness report</code>.</p>",
+    ]
+    lb_note = (
+        f"One row per configuration (runs grouped by every config key that varies except the seed: "
+        f"{', '.join(report.group_keys) or 'none'}). Values are mean ± sample standard deviation over seeds "
+        f"(ddof = 1; no ± when n = 1). ★ marks the best mean per column (↑ higher is better, ↓ lower). "
+        f"Sorted by the study objective: {_objective_text(report)}. BLEU/chrF are sacreBLEU on detokenized "
+        f"test hypotheses; AER/precision/recall from forced-decoding attention against gold alignments; "
+        f"length drop = BLEU of the shortest minus the longest well-filled length bucket."
+    )
+    parts.append(
+        _section(
+            "Leaderboard",
+            f'<p class="note">{esc(lb_note)}</p>',
+            table_html(H, R, {1, 2}, "leaderboard"),
+            id_="leaderboard-section",
+        )
+    )
+    H, R = significance_rows(report)
+    sig = [f'<p class="note">{esc(report.bootstrap_note)}</p>']
+    sig.append(table_html(H, R, {0, 1, 2, 9}, "significance") if R else '<p class="muted">no comparisons</p>')
+    parts.append(_section("Significance (paired bootstrap)", *sig, id_="significance-section"))
+    Ho, Ro = ours_rows(report)
+    Hp, Rp = papers_rows(report)
+    anchors = (
+        '<div class="side">'
+        f'<div class="ours"><h3>Ours (this report, sacreBLEU)</h3>{table_html(Ho, Ro, {0})}</div>'
+        '<div class="asreported"><h3>As reported in the papers (not comparable: paper-scale data, '
+        "models and training; see the BLEU convention below)</h3>"
+        f"{table_html(Hp, Rp, {0, 1, 2, 4, 5}, 'papers')}</div></div>"
+        f"<h3>Sources of the anchors</h3>{table_html(*papers_source_rows(report), {0, 1, 2, 3, 4})}"
+        '<p class="note">Numbers marked "verify" are quoted from memory in harness/report/papers.yaml and '
+        "should be checked against the paper before they are cited. Tokenized multi-bleu.perl scores are "
+        "typically higher than sacreBLEU on the same output.</p>"
+    )
+    parts.append(_section("Paper anchors (as reported)", anchors, id_="papers-section"))
+    plot_parts = []
+    if figs.get("length"):
+        plot_parts.append(
+            "<h3>BLEU by source sentence length (cf. Bahdanau et al. 2015, Fig. 2)</h3>"
+            + img(figs["length"], alt="BLEU by source length")
+        )
+    if figs.get("aer"):
+        plot_parts.append("<h3>Alignment error rate by configuration</h3>" + img(figs["aer"], alt="AER"))
+    if figs.get("cost"):
+        plot_parts.append("<h3>BLEU against size and speed</h3>" + img(figs["cost"], alt="BLEU vs cost"))
+    for name, data in (figs.get("optuna") or {}).items():
+        plot_parts.append(f"<h3>Optuna: {esc(name)}</h3>" + img(data, alt=name))
+    parts.append(
+        _section("Plots", *(plot_parts or ['<p class="muted">nothing to plot</p>']), id_="plots-section")
+    )
+    He, Re, src_text, ref_text = example_rows(report, index)
+    ex = [
+        f'<p>Test sentence {index}. <b>Source:</b> <span class="mono">{esc(src_text)}</span><br>'
+        f'<b>Reference:</b> <span class="mono">{esc(ref_text)}</span></p>',
+        table_html(He, Re, {0, 1, 2}),
+    ]
+    if figs.get("attention"):
+        ex.append(
+            "<h3>Attention of each configuration on this sentence (decoded hypothesis; source on x, output "
+            "on y; darker = more weight)</h3>" + img(figs["attention"], alt="attention heatmaps")
+        )
+    if figs.get("gif"):
+        ex.append(
+            f"<h3>Decoding step by step: {esc(figs['gif_run'])}</h3>"
+            '<p class="note">One frame per output word: the attention weights over the source words, the '
+            "context vector as their weighted sum of encoder states, the word emitted and the output so far "
+            '(after "Attn: Illustrated Attention", Karim 2019).</p>'
+            + img(figs["gif"], "image/gif", "animation")
+        )
+    parts.append(_section("One sentence across configurations", *ex, id_="example-section"))
+    Hc, Rc = configurations_rows(report)
+    Hs, Rs = config_rows(report)
+    sigs = "".join(
+        f"<li>{esc(k)}: <code>{esc(s)}</code></li>" for k, v in report.signatures.items() for s in v
+    )
+    cfg = [
+        f"<h3>Configurations</h3>{table_html(Hc, Rc, set(range(len(Hc))))}",
+        f"<h3>sacreBLEU signatures</h3><ul>{sigs or '<li>none recorded</li>'}</ul>",
+        f"<details><summary>Shared config ({len(Rs)} keys with one value in every run)</summary>"
+        f"{table_html(Hs, Rs, {0, 1}, 'shared-config')}</details>",
+    ]
+    if report.source.study is not None:
+        attrs = report.source.study.user_attrs
+        cfg.append(
+            "<h3>Study attributes</h3>"
+            + table_html(["attribute", "value"], [[k, v] for k, v in sorted(attrs.items())], {0, 1})
+        )
+    parts.append(_section("Config and signatures", *cfg, id_="config-section"))
+    Hr, Rr = runs_rows(report)
+    parts.append(_section("Runs", table_html(Hr, Rr, {0, 1, len(Hr) - 1}, "runs"), id_="runs-section"))
+    if report.notes:
+        parts.append(
+            _section("Notes", "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
+        )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )
+
+
+def render_markdown(report: Report, index: int) -> str:
+    out = [f"# {md(report.title)}", "", md(source_description(report)) + ".", ""]
+    H, R = leaderboard_rows(report, "**(best)**")
+    out += [
+        "## Leaderboard",
+        "",
+        f"Mean ± sample std over seeds; (best) marks the best mean per column; sorted by "
+        f"{md(_objective_text(report))}.",
+        "",
+        table_md(H, R),
+        "",
+    ]
+    H, R = significance_rows(report)
+    out += ["## Significance (paired bootstrap)", "", md(report.bootstrap_note), "", table_md(H, R), ""]
+    H, R = ours_rows(report)
+    out += ["## Paper anchors", "", "### Ours (this report, sacreBLEU)", "", table_md(H, R), ""]
+    H, R = papers_rows(report)
+    out += ["### As reported in the papers (not comparable; see BLEU convention)", "", table_md(H, R), ""]
+    H, R = papers_source_rows(report)
+    out += ["### Sources of the anchors", "", table_md(H, R), ""]
+    H, R, src_text, ref_text = example_rows(report, index)
+    out += [
+        f"## Test sentence {index}",
+        "",
+        f"Source: {md(src_text)}",
+        "",
+        f"Reference: {md(ref_text)}",
+        "",
+        table_md(H, R),
+        "",
+    ]
+    out += ["## sacreBLEU signatures", ""]
+    out += [f"- {md(k)}: `{s}`" for k, v in report.signatures.items() for s in v] + [""]
+    H, R = runs_rows(report)
+    out += ["## Runs", "", table_md(H, R), ""]
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {md(n)}" for n in report.notes] + [""]
+    out += ["Plots, attention heatmaps and the decoding animation are in index.html.", ""]
+    return "\n".join(out)
+
+
+def render(report: Report, output_dir: str | Path, index: int = 0, with_animation: bool = True) -> Path:
+    """Write index.html, README.md and the CSVs to `output_dir`; returns the path of index.html."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = figures(report, index, with_animation)
+    atomic_write_text(out / "index.html", render_html(report, figs, index))
+    atomic_write_text(out / "README.md", render_markdown(report, index))
+    atomic_write_text(out / "leaderboard.csv", report.leaderboard.to_csv(index=False))
+    atomic_write_text(out / "runs.csv", report.runs.to_csv(index=False))
+    atomic_write_text(out / "significance.csv", report.significance.to_csv(index=False))
+    atomic_write_text(out / "by_length.csv", report.by_length.to_csv(index=False))
+    if figs.get("gif"):
+        atomic_write_bytes(out / "animation.gif", figs["gif"])
+    return out / "index.html"
+
+
+__all__ = ["render", "render_html", "render_markdown", "esc", "md", "BETTER", "LABELS"]

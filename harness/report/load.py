@@ -1,0 +1,230 @@
+"""Inputs of a report: an Optuna study (each trial carries its run directory) or loose run directories.
+
+Everything is read from files: the study's trials (user attributes `metrics`, `run_dir`, `config`, `seed`,
+written by `harness sweep`) and each run directory's `config.yaml`, `metrics.json`, `test.hyp`,
+`attention/test.npz`. The report never imports model code.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import flatten, read_yaml
+from harness.errors import HarnessError
+from harness.paths import PROJECT_ROOT
+
+
+@dataclass
+class RunRecord:
+    """One finished run: where it is, its flattened config and its metrics.json."""
+
+    name: str
+    run_dir: Path | None
+    config: dict[str, Any]  # flattened, dotted keys ("model.score", "seed", ...)
+    metrics: dict[str, Any]
+    trial: int | None = None
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get("seed", self.metrics.get("seed"))
+
+
+@dataclass
+class Source:
+    """What was loaded: the runs, and the study they came from (None for loose run directories)."""
+
+    runs: list[RunRecord]
+    study: Any = None  # optuna.Study
+    study_name: str | None = None
+    storage: str | None = None
+    objective: list[dict] = field(default_factory=lambda: [{"metric": "bleu", "direction": "maximize"}])
+    notes: list[str] = field(default_factory=list)
+
+
+def default_storage(study: str) -> str:
+    return f"sqlite:///reports/{study}/study.db"
+
+
+def is_run_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "metrics.json").is_file()
+
+
+def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
+    """Run directories; a directory without metrics.json that holds run directories stands for all of them."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if is_run_dir(p):
+            out.append(p)
+        elif p.is_dir() and (kids := sorted(c for c in p.iterdir() if is_run_dir(c))):
+            out.extend(kids)
+        elif p.is_dir():
+            raise HarnessError(
+                f"run directory {p}: no metrics.json (expected a finished `harness train` output)"
+            )
+        else:
+            raise HarnessError(f"run directory {p}: not found")
+    return out
+
+
+def _scalar(v: Any) -> Any:
+    """Config values become hashable scalars (lists -> JSON text) so runs can be grouped by them."""
+    if isinstance(v, list | dict | tuple):
+        return json.dumps(v, sort_keys=True)
+    return v
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    doc = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    doc.pop("_meta", None)
+    return {k: _scalar(v) for k, v in flatten(doc).items()}
+
+
+def read_metrics(path: Path) -> dict:
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HarnessError(
+            f"metrics {path}: cannot be read as JSON ({str(e).splitlines()[0][:120]})"
+        ) from None
+    if not isinstance(m, dict):
+        raise HarnessError(f"metrics {path}: expected a JSON object")
+    return m
+
+
+def _unique_names(dirs: list[Path]) -> list[str]:
+    names = [d.name for d in dirs]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{d.parent.name}/{d.name}" if names.count(d.name) > 1 else d.name for d in dirs]
+
+
+def from_run_dirs(paths: list[str | Path]) -> Source:
+    dirs = expand_run_dirs(paths)
+    if not dirs:
+        raise HarnessError("report: no run directories given")
+    runs = []
+    for name, d in zip(_unique_names(dirs), dirs):
+        runs.append(RunRecord(name, d, read_run_config(d), read_metrics(d / "metrics.json")))
+    return Source(runs)
+
+
+def _objective_of(study) -> list[dict]:
+    """The study's objective: user attr `objective` ([{"metric", "direction"}]), else its directions and
+    metric names; default BLEU, maximised."""
+    obj = study.user_attrs.get("objective", study.user_attrs.get("objectives"))  # harness sweep: "objectives"
+    if isinstance(obj, dict):
+        obj = [obj]
+    if isinstance(obj, list) and obj and all(isinstance(o, dict) and "metric" in o for o in obj):
+        return [{"metric": str(o["metric"]), "direction": str(o.get("direction", "maximize"))} for o in obj]
+    names = getattr(study, "metric_names", None) or []
+    dirs = [d.name.lower() for d in study.directions]
+    if names and len(names) == len(dirs):
+        return [{"metric": n, "direction": d} for n, d in zip(names, dirs)]
+    if len(dirs) == 1:
+        return [{"metric": "bleu", "direction": dirs[0]}]
+    return [{"metric": "bleu", "direction": "maximize"}]
+
+
+def from_study(name: str, storage: str | None = None) -> Source:
+    import optuna
+
+    storage = storage or default_storage(name)
+    if storage.startswith("sqlite:///"):
+        db = Path(storage.removeprefix("sqlite:///"))
+        if not db.is_file():  # optuna would silently create an empty database
+            raise HarnessError(
+                f"study storage {db}: not found (run `harness sweep` first, or pass --storage URL)"
+            )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        try:
+            have = ", ".join(optuna.get_all_study_names(storage)) or "none"
+        except Exception:
+            have = "?"
+        raise HarnessError(f"study '{name}': not found in {storage} (studies there: {have})") from None
+    except Exception as e:
+        raise HarnessError(
+            f"study '{name}': cannot open storage {storage} ({str(e).splitlines()[0][:120]})"
+        ) from None
+    src = Source([], study, name, storage, _objective_of(study))
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        attrs = t.user_attrs
+        run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
+        if run_dir is not None and not run_dir.is_absolute() and not run_dir.is_dir():
+            run_dir = (
+                PROJECT_ROOT / run_dir
+            )  # sweeps store paths relative to where they ran (the project root)
+        if run_dir is not None and not run_dir.is_dir():
+            src.notes.append(
+                f"trial {t.number}: run directory {run_dir} not found (metrics from the study only)"
+            )
+            run_dir = None
+        metrics = attrs.get("metrics")
+        if not isinstance(metrics, dict):
+            if run_dir is None or not (run_dir / "metrics.json").is_file():
+                src.notes.append(
+                    f"trial {t.number}: no metrics (neither a `metrics` attribute nor a run directory)"
+                )
+                continue
+            metrics = read_metrics(run_dir / "metrics.json")
+        config = attrs.get("config")
+        if isinstance(config, dict):
+            config = {k: _scalar(v) for k, v in flatten(config).items()}
+        else:
+            config = (
+                read_run_config(run_dir)
+                if run_dir is not None
+                else {f"params.{k}": _scalar(v) for k, v in t.params.items()}
+            )
+        if "seed" not in config and attrs.get("seed") is not None:
+            config["seed"] = attrs["seed"]
+        src.runs.append(RunRecord(f"trial {t.number}", run_dir, config, metrics, t.number))
+    if not src.runs:
+        raise HarnessError(f"study '{name}': no completed trials with metrics in {storage}")
+    return src
+
+
+def load_source(study_or_run_dirs, storage: str | None = None) -> Source:
+    """A study name, or one or more run directories (str/Path or a list of them)."""
+    if isinstance(study_or_run_dirs, str | Path):
+        items = [study_or_run_dirs]
+    else:
+        items = list(study_or_run_dirs)
+    if not items:
+        raise HarnessError("report: expected a study name or run directories")
+    if len(items) == 1 and not Path(items[0]).is_dir():
+        name = str(items[0])
+        if ("/" in name or name.startswith(".")) and storage is None:
+            raise HarnessError(f"report: {name} is neither a run directory nor a study name")
+        return from_study(name, storage)
+    return from_run_dirs(items)
+
+
+def read_hypotheses(run_dir: Path, split: str = "test") -> list[str] | None:
+    path = run_dir / f"{split}.hyp"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def read_attention(run_dir: Path, split: str = "test", forced: bool = False):
+    """The run's attention file as a dict-like NpzFile (numpy only), or None when absent."""
+    import numpy as np
+
+    path = run_dir / "attention" / f"{split}{'.forced' if forced else ''}.npz"
+    if not path.is_file():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.load(path, allow_pickle=False)

@@ -1,0 +1,260 @@
+"""`harness sweep` end to end on tiny configs: N workers on SQLite, a journal file and PostgreSQL finish a
+study with exactly the requested COMPLETE trials and no grid point twice; a SIGKILLed worker's trial is
+retried on the rerun; Ctrl-C leaves a resumable study; TPE repeats seeds and prunes; DDP on CPU (gloo)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.paths import PROJECT_ROOT
+
+_pg = importlib.util.spec_from_file_location(
+    "conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py"
+)
+_pg_module = importlib.util.module_from_spec(_pg)
+_pg.loader.exec_module(_pg_module)
+postgres_url = _pg_module.postgres_url
+
+BASE = str(PROJECT_ROOT / "experiments" / "bahdanau2015_synthetic.yaml")
+TINY = {
+    "train.max_steps": 10,
+    "train.val_every": 5,
+    "train.threads": 1,
+    "data.synthetic.train_size": 100,
+    "data.synthetic.val_size": 20,
+    "data.synthetic.test_size": 20,
+    "data.synthetic.max_len": 8,
+    "model.hidden_size": 8,
+    "model.emb_size": 8,
+    "tracking.wandb.mode": "disabled",
+}
+
+
+def write_spec(tmp_path: Path, name: str = "tiny.yaml", **keys) -> Path:
+    spec = {
+        "base": BASE,
+        "overrides": dict(TINY),
+        "space": {"model.score": ["dot", "general"]},
+        "sampler": "grid",
+        "seeds": [1, 2],
+    }
+    over = keys.pop("extra_overrides", {})
+    spec["overrides"].update(over)
+    spec.update(keys)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def sweep_cmd(spec: Path, tmp_path: Path, study: str, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "sweep",
+        str(spec),
+        "--study",
+        study,
+        "--reports",
+        str(tmp_path / "reports"),
+        *args,
+    ]
+
+
+def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT)
+
+
+def load(study: str, url: str):
+    import optuna
+
+    if url.startswith("journal://"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(url[len("journal://") :]))
+    else:
+        storage = url
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def check_grid_study(study, n: int) -> None:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == n, [(t.number, t.state, t.user_attrs.get("fail_reason")) for t in study.trials]
+    points = [(t.params["model.score"], t.params["seed"]) for t in complete]
+    assert len(set(points)) == n, points  # no grid point twice
+    for t in complete:
+        assert Path(t.user_attrs["run_dir"]).is_dir()
+        assert (Path(t.user_attrs["run_dir"]) / "metrics.json").is_file()
+        assert t.user_attrs["metrics"]["bleu"] == t.value
+        assert t.user_attrs["metrics"]["by_length"]
+        assert t.user_attrs["config"]["model.score"] == t.params["model.score"]
+        assert t.user_attrs["config"]["tracking.wandb.group"] == study.study_name
+        assert t.user_attrs["config"]["tracking.wandb.job_type"] == "trial"
+        assert t.user_attrs["seed"] == t.params["seed"] == t.user_attrs["config"]["seed"]
+
+
+@pytest.mark.slow
+def test_four_workers_sqlite(tmp_path):
+    spec = write_spec(tmp_path)
+    r = run(sweep_cmd(spec, tmp_path, "sq", "--workers", "4", "--quiet"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "4 complete" in r.stdout
+    check_grid_study(load("sq", f"sqlite:///{tmp_path / 'reports' / 'sq' / 'study.db'}"), 4)
+    # a second run finds nothing missing and runs nothing
+    r = run(sweep_cmd(spec, tmp_path, "sq", "--workers", "1", "--quiet"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load("sq", f"sqlite:///{tmp_path / 'reports' / 'sq' / 'study.db'}")
+    assert len(study.trials) == 4
+
+
+@pytest.mark.slow
+def test_four_workers_journal(tmp_path):
+    spec = write_spec(tmp_path)
+    url = f"journal://{tmp_path / 'journal.log'}"
+    r = run(sweep_cmd(spec, tmp_path, "jr", "--workers", "4", "--storage", url, "--quiet"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_grid_study(load("jr", url), 4)
+
+
+@pytest.mark.slow
+def test_four_workers_postgres(tmp_path, postgres_url):
+    spec = write_spec(tmp_path)
+    r = run(sweep_cmd(spec, tmp_path, "pg", "--workers", "4", "--storage", postgres_url, "--quiet"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _pg_module.PASSWORD not in r.stdout + r.stderr
+    check_grid_study(load("pg", postgres_url), 4)
+
+
+def _wait_running(url: str, study: str, timeout: float = 60) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = optuna.load_study(study_name=study, storage=url)
+            running = s.get_trials(states=(TrialState.RUNNING,))
+            if running and running[0].user_attrs.get("admitted"):
+                return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("no trial started")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigkill", "sigint"])
+def test_killed_sweep_resumes_to_exact_count(tmp_path, how):
+    """SIGKILL: the worker's RUNNING trial goes stale (heartbeat), is failed and re-queued with the same
+    parameters on the rerun. Ctrl-C: the trial is failed at once and the rerun re-queues its grid point."""
+    from optuna.trial import TrialState
+
+    spec = write_spec(tmp_path, seeds=[1], extra_overrides={"train.max_steps": 400, "train.val_every": 200})
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    cmd = sweep_cmd(spec, tmp_path, "k", "--storage", url, "--heartbeat", "1", "--quiet")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _wait_running(url, "k")
+        os.killpg(proc.pid, signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if how == "sigint":
+        assert proc.returncode == 130, err.decode()[-2000:]
+        assert "resume" in err.decode()
+    study = load("k", url)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) < 2
+    time.sleep(3.5)  # the heartbeat grace period (3 x 1 s)
+    # the rerun may change what is not in the study's fingerprint: shorter trials keep the test fast
+    r = run(cmd + ["train.max_steps=10", "train.val_every=5"], timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load("k", url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 2
+    assert sorted(t.params["model.score"] for t in complete) == ["dot", "general"]
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1  # the killed trial, kept in the study as FAIL
+
+
+@pytest.mark.slow
+def test_tpe_repeats_seeds_and_prunes(tmp_path):
+    """TPE over a float and a categorical with 2 seeds: each sampled configuration runs with both seeds;
+    the median pruner may prune, and the study still ends with exactly n_trials COMPLETE trials."""
+    from optuna.trial import TrialState
+
+    spec = write_spec(
+        tmp_path,
+        space={
+            "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "model.score": ["dot", "general"],
+        },
+        sampler="tpe",
+        n_trials=4,
+        pruner="median",
+        seeds=[1, 2],
+        extra_overrides={"train.max_steps": 12, "train.val_every": 4},
+    )
+    r = run(sweep_cmd(spec, tmp_path, "tpe", "--workers", "1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load("tpe", f"sqlite:///{tmp_path / 'reports' / 'tpe' / 'study.db'}")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 4
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert repeats and all(t.user_attrs["seed"] == 2 for t in repeats)
+    for t in repeats:
+        original = study.trials[t.user_attrs["repeat_of"]]
+        assert original.params == t.params and original.user_attrs["seed"] == 1
+    assert all(len(t.intermediate_values) >= 2 for t in complete)  # val_bleu reported at each validation
+
+
+@pytest.mark.slow
+def test_slurm_workers_with_local_executor(tmp_path):
+    spec = write_spec(tmp_path, seeds=[1])
+    r = run(
+        sweep_cmd(spec, tmp_path, "sl", "--workers", "2", "--slurm", "--slurm-cluster", "local", "--quiet"),
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_grid_study(load("sl", f"sqlite:///{tmp_path / 'reports' / 'sl' / 'study.db'}"), 2)
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_two_processes(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        space={"model.score": ["general"]},
+        seeds=[1],
+        extra_overrides={"train.accelerator": "cpu", "train.devices": 2, "train.strategy": "ddp_spawn"},
+    )
+    r = run(sweep_cmd(spec, tmp_path, "ddp", "--quiet"), timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load("ddp", f"sqlite:///{tmp_path / 'reports' / 'ddp' / 'study.db'}")
+    (t,) = study.trials
+    assert t.state.name == "COMPLETE"
+    assert t.user_attrs["config"]["train.devices"] == 2
+    assert Path(t.user_attrs["run_dir"], "metrics.json").is_file()
+
+
+def test_bad_spec_fails_before_any_trial(tmp_path):
+    spec = write_spec(tmp_path, space={"model.scor": ["dot"]})
+    r = run(sweep_cmd(spec, tmp_path, "bad"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "model.scor" in r.stderr and str(spec) in r.stderr
+    assert not (tmp_path / "reports" / "bad").exists()

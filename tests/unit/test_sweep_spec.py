@@ -1,0 +1,177 @@
+"""Sweep spec validation (one-line HarnessError naming the spec file and key) and grid expansion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import HarnessError
+from harness.paths import PROJECT_ROOT
+from harness.sweep import load_spec, mask_url, open_storage
+
+BASE = "experiments/bahdanau2015_synthetic.yaml"
+
+
+def spec_file(tmp_path: Path, **keys) -> Path:
+    doc = {"base": BASE, "space": {"model.score": ["dot", "general"]}, "sampler": "grid"}
+    doc.update(keys)
+    for k in [k for k, v in doc.items() if v is _DROP]:
+        del doc[k]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+_DROP = object()
+
+
+def error(tmp_path, **keys) -> str:
+    path = spec_file(tmp_path, **keys)
+    with pytest.raises(HarnessError) as e:
+        load_spec(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("keys", "expect"),
+    [
+        ({"sampeler": "grid"}, "sampeler"),
+        ({"space": {}}, "space: empty search space"),
+        ({"space": _DROP}, "space: empty search space"),
+        ({"sampler": "bayes"}, "sampler"),
+        ({"pruner": "hyperband"}, "pruner"),
+        ({"space": {"model.scor": ["dot"]}}, "model.scor"),
+        ({"space": {"model.score": []}}, "space.model.score: empty list"),
+        ({"space": {"seed": [1, 2]}}, "space.seed"),
+        ({"overrides": {"train.max_stepz": 10}}, "overrides"),
+        ({"overrides": {"train.max_steps": "many"}}, "train.max_steps"),
+        ({"objective": {"metric": "bleu", "direction": "up"}}, "objective.direction"),
+        ({"objective": {"metric": "bleux"}}, "objective.metric"),
+        (
+            {"objective": [{"metric": "bleu"}, {"metric": "aer", "direction": "minimise"}]},
+            "objective[1].direction",
+        ),
+        (
+            {
+                "objective": [{"metric": "bleu"}, {"metric": "aer", "direction": "minimize"}],
+                "pruner": "median",
+            },
+            "pruner",
+        ),
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [1, 1]}, "seeds"),
+        ({"n_trials": 5}, "n_trials"),  # grid of 2 points
+        ({"sampler": "tpe"}, "n_trials: required"),
+        ({"base": "experiments/nope.yaml"}, "base"),
+        ({"timeout_per_trial": -1}, "timeout_per_trial"),
+        ({"space": {"model.score": ["dot", "dott"]}}, "model.score"),  # invalid value, caught per grid point
+        ({"space": {"model.arch": ["seq2seq"]}}, "grid point"),  # seq2seq needs score none
+        ({"space": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}}, "space.train.lr"),
+        (
+            {
+                "space": {"train.lr": {"type": "float", "low": 0, "high": 1, "log": True}},
+                "sampler": "tpe",
+                "n_trials": 3,
+            },
+            "space.train.lr.log",
+        ),
+        ({"space": {"train.lr": {"type": "float", "low": 0.001, "high": 0.1}}}, "step"),  # grid needs a step
+        ({"space": {"train.lr": {"type": "normal", "low": 0.001, "high": 0.1}}}, "space.train.lr.type"),
+        ({"space": {"train.lr": {"kind": "float"}}}, "space.train.lr.kind"),
+        ({"space": {"variant": [{"model.arch": "luong", "model.scor": "dot"}]}}, "model.scor"),
+    ],
+)
+def test_spec_errors_name_the_key(tmp_path, keys, expect):
+    assert expect in error(tmp_path, **keys)
+
+
+def test_unknown_top_level_key_suggests(tmp_path):
+    assert "did you mean 'sampler'" in error(tmp_path, sampeler="grid")
+
+
+def test_grid_expansion_with_seeds(tmp_path):
+    path = spec_file(
+        tmp_path,
+        space={
+            "model.score": ["dot", "general", "cosine"],
+            "model.hidden_size": {"type": "int", "low": 16, "high": 32, "step": 16},
+            "train.lr": {"type": "float", "low": 0.001, "high": 0.003, "step": 0.001},
+        },
+        seeds=[1, 2],
+    )
+    spec = load_spec(path)
+    assert spec.grid_space == {
+        "model.score": ["dot", "general", "cosine"],
+        "model.hidden_size": [16, 32],
+        "train.lr": [0.001, 0.002, 0.003],
+        "seed": [1, 2],
+    }
+    assert spec.grid_size == 3 * 2 * 3 * 2 == spec.n_trials
+    points = spec.grid_points()
+    assert len(points) == 36 and len({tuple(p.values()) for p in points}) == 36
+    over = spec.trial_overrides(points[0], points[0]["seed"])
+    assert over["seed"] == 1 and over["model.score"] == "dot"
+
+
+def test_bundle_sets_several_keys(tmp_path):
+    path = spec_file(
+        tmp_path,
+        space={
+            "variant": [
+                {"model.arch": "seq2seq", "model.score": "none"},
+                {"model.arch": "luong", "model.score": "general"},
+            ]
+        },
+    )
+    spec = load_spec(path)
+    assert spec.grid_space["variant"] == ["seq2seq/none", "luong/general"]
+    assert spec.trial_overrides({"variant": "seq2seq/none"}, 3)["model.arch"] == "seq2seq"
+
+
+def test_overrides_order_and_budget(tmp_path):
+    path = spec_file(tmp_path, overrides={"train.max_steps": 7}, n_trials=1, timeout_per_trial=30)
+    spec = load_spec(path, ["train.max_steps=9", "data.synthetic.train_size=50"], n_trials=2)
+    assert spec.n_trials == 2
+    over = spec.trial_overrides({"model.score": "dot", "seed": 1}, 1)
+    assert over["train.max_steps"] == 9 and over["data.synthetic.train_size"] == 50
+    assert over["train.max_time"] == 30
+    with pytest.raises(HarnessError, match="model.score is a searched key"):
+        load_spec(path, ["model.score=dot"])
+    with pytest.raises(HarnessError, match="--n-trials"):
+        load_spec(path, n_trials=3)
+
+
+def test_tpe_space(tmp_path):
+    path = spec_file(
+        tmp_path,
+        sampler="tpe",
+        n_trials=10,
+        pruner="median",
+        space={
+            "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "model.hidden_size": [16, 32],
+            "model.dropout": {"type": "float", "low": 0, "high": 0.5},
+        },
+    )
+    spec = load_spec(path)
+    assert spec.space["train.lr"].log and spec.space["model.hidden_size"].choices == [16, 32]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT_ROOT / "sweeps").glob("*.yaml")))
+def test_shipped_sweeps_validate(name):
+    spec = load_spec(PROJECT_ROOT / "sweeps" / name)
+    assert spec.n_trials >= 1
+
+
+def test_mask_url_and_unreachable_storage():
+    assert mask_url("postgresql://bob:s3cret@db.example:5432/x") == "postgresql://bob:***@db.example:5432/x"
+    assert mask_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+    with pytest.raises(HarnessError) as e:
+        open_storage("postgresql://bob:s3cret@127.0.0.1:1/nodb")
+    assert "s3cret" not in str(e.value) and "bob:***@127.0.0.1:1" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(HarnessError, match="expected sqlite"):
+        open_storage("redis://localhost")
