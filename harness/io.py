@@ -19,6 +19,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared (reports, metrics)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -123,7 +123,8 @@ class TranslationModule(pl.LightningModule):
     def configure_optimizers(self):
         t = self.cfg.train
         if t.optimizer == "adam":
-            opt = torch.optim.Adam(self.parameters(), lr=t.lr)
+            # fused Adam: one kernel per step instead of ~6 per parameter tensor (measurable on CPU)
+            opt = torch.optim.Adam(self.parameters(), lr=t.lr, fused=True)
         elif t.optimizer == "sgd":
             opt = torch.optim.SGD(self.parameters(), lr=t.lr)
         else:  # Bahdanau et al. 2015 §4.2: Adadelta (ε = 1e-6, ρ = 0.95)

@@ -186,6 +186,10 @@ def make_wandb_logger(
     cfg: ExperimentConfig, run_dir: Path, data, params: int, trial_info: dict | None = None
 ):
     """A WandbLogger writing under RUN_DIR/wandb, or None when disabled or when W&B cannot start."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # multi-process DDP: one W&B run, from rank 0 (Lightning logs only there)
+        return None
     mode = wandb_mode(cfg)
     if mode == "disabled":
         return None

@@ -78,14 +78,9 @@ def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 def load(study: str, url: str):
     import optuna
 
-    if url.startswith("journal://"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
+    from harness.sweep import open_storage
 
-        storage = JournalStorage(JournalFileBackend(url[len("journal://") :]))
-    else:
-        storage = url
-    return optuna.load_study(study_name=study, storage=storage)
+    return optuna.load_study(study_name=study, storage=open_storage(url))
 
 
 def check_grid_study(study, n: int) -> None:
