@@ -179,7 +179,37 @@ class BahdanauDecoder(nn.Module):
         return self.dropout(t_out), (s,), weights
 
     def forward(self, tgt_in, memory, state):
-        return None
+        """Teacher-forced steps with the same equations as `step`, restructured for speed: the embedding's
+        share of the GRU input projection and the whole deep-output layer run once over all T steps;
+        only the attention and the recurrence stay in the per-step loop."""
+        (s,) = state
+        E = self.embedding.embedding_dim
+        e = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        w_ih = self.cell.weight_ih  # (3H, E + K): [embedding | context] columns
+        gi_emb = nn.functional.linear(e, w_ih[:, :E], self.cell.bias_ih)  # (B, T, 3H)
+        w_ic = w_ih[:, E:]
+        prev_states, contexts, weights = [], [], []
+        for t in range(tgt_in.size(1)):
+            if self.attention is None:
+                context, w = memory.summary, None
+            else:
+                context, w = self.attention(s, memory.keys, memory.values, memory.src_mask, t, memory.summary)
+            gi = gi_emb[:, t] + nn.functional.linear(context, w_ic)
+            gh = nn.functional.linear(s, self.cell.weight_hh, self.cell.bias_hh)
+            i_r, i_z, i_n = gi.chunk(3, 1)
+            h_r, h_z, h_n = gh.chunk(3, 1)
+            r = torch.sigmoid(i_r + h_r)
+            z = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            prev_states.append(s)
+            contexts.append(context)
+            weights.append(w)
+            s = n + z * (s - n)  # = (1 - z) n + z s_{i-1}  (PyTorch GRU convention)
+        s_prev, ctx = torch.stack(prev_states, 1), torch.stack(contexts, 1)  # (B, T, H), (B, T, K)
+        t_tilde = self.U_o(s_prev) + self.V_o(e) + self.C_o(ctx)  # (B, T, 2M)
+        t_out = t_tilde.view(*t_tilde.shape[:2], self.maxout_size, 2).max(-1).values
+        attn = torch.stack(weights, 1) if weights[0] is not None else None
+        return self.dropout(t_out), attn
 
 
 class GNMTDecoder(nn.Module):
