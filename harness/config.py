@@ -347,14 +347,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     data = read_yaml(path) if path is not None else {}
     source = f"config {path}" if path is not None else "config"
     cfg = _build(ExperimentConfig, data, source)
-    if overrides:
-        flat = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
-        for key in flat:
-            if key not in all_keys() and not any(k.startswith(key + ".") for k in all_keys()):
-                raise HarnessError(f"override {key}: unknown config key{_suggest(key, all_keys())}")
-        cfg = _build(ExperimentConfig, _merge(to_dict(cfg), _nest(flat)), "override")
-    validate(cfg, source)
-    return cfg
+    if not overrides:
+        validate(cfg, source)
+        return cfg
+    flat = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
+    for key in flat:
+        if key not in all_keys() and not any(k.startswith(key + ".") for k in all_keys()):
+            raise HarnessError(f"override {key}: unknown config key{_suggest(key, all_keys())}")
+    merged = _build(ExperimentConfig, _merge(to_dict(cfg), _nest(flat)), "override")
+    try:
+        validate(merged, source)
+    except HarnessError as error:
+        # blame the command line when the file alone is valid (an override may also repair a file)
+        try:
+            validate(cfg, source)
+        except HarnessError:
+            raise error from None
+        validate(merged, "override")
+        raise
+    return merged
 
 
 def from_dict(data: dict, source: str = "config") -> ExperimentConfig:

@@ -15,11 +15,14 @@ renamed to RUN_DIR only when the run has finished, so a crash never leaves a RUN
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -128,14 +131,34 @@ def load_checkpoint(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, foreign pickle, ...
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise HarnessError(f"checkpoint {path}: refused, it contains objects other than plain data "
-                               "(a pickle that could run code)") from None
+        text = str(e)
+        called = re.search(r"GLOBAL (\S+)", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if called or "Unsupported global" in text:
+            what = f" ({called[1]})" if called else ""
+            raise HarnessError(f"checkpoint {path}: refused, it contains objects other than plain data{what}, "
+                               "a pickle that could run code; expected a harness checkpoint") from None
+        # torch's weights-only message wraps the cause in advice lines: keep the cause
+        lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith(("Weights only load failed",
+                 "Please file an issue", "Check the documentation"))]
+        msg = (lines[0] if lines else type(e).__name__).removeprefix("WeightsUnpickler error:").strip()
         raise HarnessError(f"checkpoint {path}: cannot be read ({msg[:160]}); expected a harness checkpoint") from None
     if not isinstance(ckpt, dict) or "harness" not in ckpt or "state_dict" not in ckpt:
         raise HarnessError(f"checkpoint {path}: not a harness checkpoint (no 'harness' config entry)")
     return ckpt
+
+
+def _check_same_model(ckpt: dict, run_dir: Path, ckpt_path: Path) -> None:
+    """A checkpoint copied in from another run (another architecture, score, size) is refused: its model config
+    must be the one the run directory's config.yaml records."""
+    cfg_path = run_dir / "config.yaml"
+    theirs = (ckpt["harness"].get("config") or {}).get("model") if isinstance(ckpt["harness"], dict) else None
+    if not cfg_path.is_file() or not isinstance(theirs, dict):
+        return
+    ours = read_yaml(cfg_path).get("model") or {}
+    for key, value in ours.items():
+        if theirs.get(key) != value:
+            raise HarnessError(f"checkpoint {ckpt_path}: was trained with model.{key}={theirs.get(key)!r} but "
+                               f"{cfg_path} has model.{key}={value!r} (a checkpoint from another run?)")
 
 
 def load_module(run_dir: Path, which: str = "best"):
@@ -146,6 +169,7 @@ def load_module(run_dir: Path, which: str = "best"):
         raise HarnessError(f"run directory {run_dir}: not found")
     ckpt_path = run_dir / "checkpoints" / f"{which}.ckpt"
     ckpt = load_checkpoint(ckpt_path)
+    _check_same_model(ckpt, run_dir, ckpt_path)
     try:
         return TranslationModule.from_checkpoint_dict(ckpt)
     except RuntimeError as e:
@@ -154,6 +178,38 @@ def load_module(run_dir: Path, which: str = "best"):
 
 
 # ------------------------------------------------------------------------------------------ train
+def _rng_state_callback():
+    import lightning.pytorch as pl
+
+    class RngState(pl.Callback):
+        """Random-number state in the checkpoint (Lightning does not save it): torch's global generator (dropout)
+        and the module's teacher-forcing generator, so a resumed run draws what an uninterrupted one would."""
+
+        def state_dict(self) -> dict:
+            module = getattr(self, "_module", None)
+            state = {"torch": torch.get_rng_state()}
+            if module is not None:
+                state["teacher_forcing"] = module._tf_generator.get_state()
+            return state
+
+        def load_state_dict(self, state: dict) -> None:
+            self._restored = state
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            self._module = pl_module
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            # restore here (after Lightning's own restore and data set-up), right before the first resumed batch
+            state = getattr(self, "_restored", None)
+            if state is not None:
+                torch.set_rng_state(state["torch"])
+                if "teacher_forcing" in state:
+                    pl_module._tf_generator.set_state(state["teacher_forcing"])
+                self._restored = None
+
+    return RngState()
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -190,7 +246,7 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_bleu", mode="max",
                                   save_top_k=1, save_last=True, enable_version_counter=False)
         meter = ThroughputMeter()
-        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt")] + list(callbacks or [])
+        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), _rng_state_callback()] + list(callbacks or [])
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
         loggers = [CSVLogger(work, name="logs", version="")]
@@ -222,23 +278,34 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         )
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if resume and last.is_file() else None
+        if ckpt_path:
+            load_checkpoint(last)  # refuses a truncated or code-carrying file with a one-line error
         t0 = time.perf_counter()
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         except FloatingPointError as e:
-            raise HarnessError(f"training diverged: {e}; the last good checkpoint is kept in {ckpt_dir}") from None
+            kept = (f"the last good checkpoint is kept in {last}" if last.is_file()
+                    else "no checkpoint was saved before it")
+            raise HarnessError(f"training diverged: {e}; {kept} (run directory {work})") from None
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after SignalCheckpoint saved last.ckpt (and leaves SIGINT
+            # ignored): report it as the interruption it is, so the CLI prints how to resume
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
         train_time = time.perf_counter() - t0
         if trainer.interrupted:
             raise KeyboardInterrupt
         if trainer.global_rank != 0:
             return TrainResult(work, {})
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)  # the full state: --resume continues from it
         # the final weights may not have been validated (max_steps not a multiple of val_every)
         best_score = best_cb.best_model_score
         if trainer.global_step % val_every != 0 or best_score is None:
             final = trainer.validate(module, datamodule=dm, verbose=False)[0]["val_bleu"]
             if best_score is None or final > float(best_score):
-                trainer.save_checkpoint(ckpt_dir / "best.ckpt")
+                trainer.save_checkpoint(ckpt_dir / "best.ckpt", weights_only=False)
         best = load_module(work, "best")
         best.detokenize = data.tgt_tok.decode
         device = next(module.parameters()).device
@@ -267,6 +334,11 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         finish_tracking(wandb_logger, metrics, data, work)
         final_dir = run.finish()
         return TrainResult(final_dir, metrics)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise HarnessError(f"{e.filename or work}: {e.strerror}; the previous files are intact and the run is kept "
+                           f"in {work} (free some space, then rerun with --resume)") from None
     finally:
         run.release()
 

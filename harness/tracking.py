@@ -97,8 +97,21 @@ def run_config(cfg: ExperimentConfig, data, params: int, trial_info: dict | None
     config.update({f"data.sizes.{k}": v for k, v in data.sizes().items()})
     config["params"] = params
     if trial_info:
-        config.update(flatten({"trial": dict(trial_info)}))
+        config.update(trial_config(trial_info))
     return config
+
+
+def trial_config(trial_info: dict) -> dict[str, Any]:
+    """A sweep trial's `trial.number`, `trial.study` and sampled values `trial.params.<key>`, from the
+    sweep's flat form {"trial": n, "study": s, "model.score": ..., "seed": ...} or {"number", "params"}."""
+    info = dict(trial_info)
+    number = info.pop("trial", info.pop("number", None))
+    study = info.pop("study", None)
+    params = info.pop("params", None) or {}
+    params = {**info, **params}
+    out: dict[str, Any] = {"trial.number": number, "trial.study": study}
+    out.update({f"trial.params.{k}": v for k, v in flatten(params).items()})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the logger
@@ -109,6 +122,7 @@ class SafeWandbLogger(WandbLogger):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.failed = False
+        self.closed = False
 
     def _guarded(self, what: str, fn, *args, **kwargs):
         if self.failed:
@@ -119,6 +133,17 @@ class SafeWandbLogger(WandbLogger):
             self.failed = True
             log.warning("W&B stopped logging this run (%s failed: %s); training goes on", what, _one_line(e))
             return None
+
+    def __getstate__(self) -> dict:
+        # pickled for ddp_spawn ranks, which attach to this run; Lightning's own version also calls
+        # wandb.require("service"), a no-op in wandb 0.31 that prints a warning
+        state = self.__dict__.copy()
+        if self._experiment is not None:
+            state["_id"] = getattr(self._experiment, "id", None)
+            state["_attach_id"] = getattr(self._experiment, "_attach_id", None)
+            state["_name"] = self._experiment.name
+        state["_experiment"] = None
+        return state
 
     def log_metrics(self, metrics, step=None) -> None:
         self._guarded("log", super().log_metrics, metrics, step)
@@ -139,9 +164,11 @@ class SafeWandbLogger(WandbLogger):
         when it is renamed from RUN_DIR.partial (run.finish() returns before the file is written)."""
         from harness.wandb_reader import wait_complete
 
-        run, self._experiment = self._experiment, None
-        if run is None:
+        run = self._experiment
+        if run is None or self.closed:
             return
+        # the finished run stays attached: a stray log raises (and is caught) instead of starting a new run
+        self.closed = True
         try:
             log_file = run.settings.sync_file
             run.finish(exit_code=exit_code)
@@ -178,8 +205,8 @@ def _init_run(cfg: ExperimentConfig, run_dir: Path, mode: str, config: dict, tri
         job_type=job_type,
         config=config,
         settings=settings,
-        reinit="create_new",
-    )  # sweep trials in one process each get their own run
+        reinit="create_new",  # sweep trials in one process each get their own run
+    )
 
 
 def make_wandb_logger(

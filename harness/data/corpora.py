@@ -102,7 +102,7 @@ def _attach_gold(split: Split, path: Path, fmt: str, src_first: bool, name: str)
         src_first,
         src_lengths=[len(s.split()) for s in split.src],
         tgt_lengths=[len(t.split()) for t in split.tgt],
-        name=name,
+        name=f"gold alignment file {path}",  # error messages name the file; `name` labels the gold set
     )
     split.gold_name = name
 

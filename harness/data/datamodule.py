@@ -158,16 +158,37 @@ class BucketBatchSampler(Sampler):
 
     Sentences are sorted by length inside pools of 100 batches, cut into batches, and the batches shuffled
     with a generator seeded by (seed, epoch): the same seed gives the same batches on every run.
+
+    Resuming: `position` counts the batches handed out in the current epoch; `state_dict()` /
+    `load_state_dict()` carry (epoch, position) through a checkpoint so a resumed run continues with the
+    very batch an uninterrupted run would have drawn next (see ResumableDataLoader).
     """
 
     def __init__(self, lengths: list[int], batch_size: int, by_tokens: bool, shuffle: bool, seed: int):
         self.lengths, self.batch_size, self.by_tokens = lengths, batch_size, by_tokens
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.position = 0  # batches handed out in this epoch
+        self._resume_at = 0  # where the next iteration starts (set by load_state_dict only)
         self._batches = self._make(0)
 
+    @property
+    def sampler(self) -> BucketBatchSampler:
+        # Lightning's _set_sampler_epoch calls set_epoch on dataloader.sampler and dataloader.batch_sampler.sampler,
+        # never on the batch sampler itself; without this every epoch would repeat epoch 0's batch order.
+        return self
+
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:  # Lightning sets the same epoch again after a mid-epoch resume: keep _resume_at
+            self.position = self._resume_at = 0
         self.epoch = epoch
         self._batches = self._make(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.set_epoch(int(state["epoch"]))
+        self.position = self._resume_at = int(state["position"])
 
     def _make(self, epoch: int) -> list[list[int]]:
         n = len(self.lengths)
@@ -195,10 +216,26 @@ class BucketBatchSampler(Sampler):
         return batches
 
     def __iter__(self):
-        yield from self._batches
+        start, self._resume_at = self._resume_at, 0
+        for k in range(start, len(self._batches)):
+            self.position = k + 1
+            yield self._batches[k]
 
     def __len__(self) -> int:
         return len(self._batches)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader Lightning treats as resumable: it saves `state_dict()` in the checkpoint (fit loop,
+    'combined_loader') and calls `load_state_dict()` on resume before iterating. Lightning does not prefetch
+    from a loader with a length, and there are no worker processes, so the batch sampler's position is exactly
+    the number of batches trained on in the current epoch."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.batch_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)
 
 
 def eval_batches(split: EncodedSplit, batch_size: int) -> list[Batch]:
@@ -220,7 +257,7 @@ class TranslationDataModule(pl.LightningDataModule):
         self.train_sampler = BucketBatchSampler(
             lengths, self.cfg.train.batch_size, self.cfg.data.batch_by == "tokens", True, self.cfg.seed
         )
-        return DataLoader(PairDataset(split), batch_sampler=self.train_sampler, collate_fn=collate)
+        return ResumableDataLoader(PairDataset(split), batch_sampler=self.train_sampler, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
         split = self.data.splits["val"]

@@ -55,13 +55,14 @@ def write_spec(tmp_path: Path, name: str = "tiny.yaml", **keys) -> Path:
     return path
 
 
-def sweep_cmd(spec: Path, tmp_path: Path, study: str, *args: str) -> list[str]:
+def sweep_cmd(spec: Path, tmp_path: Path, study: str, *args: str, overrides: tuple = ()) -> list[str]:
     return [
         sys.executable,
         "-m",
         "harness.cli",
         "sweep",
         str(spec),
+        *overrides,
         "--study",
         study,
         "--reports",
@@ -178,7 +179,8 @@ def test_killed_sweep_resumes_to_exact_count(tmp_path, how):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) < 2
     time.sleep(3.5)  # the heartbeat grace period (3 x 1 s)
     # the rerun may change what is not in the study's fingerprint: shorter trials keep the test fast
-    r = run(cmd + ["train.max_steps=10", "train.val_every=5"], timeout=120)
+    fast = ("train.max_steps=10", "train.val_every=5")
+    r = run(sweep_cmd(spec, tmp_path, "k", "--storage", url, "--heartbeat", "1", "--quiet", overrides=fast))
     assert r.returncode == 0, r.stderr[-3000:]
     study = load("k", url)
     complete = study.get_trials(states=(TrialState.COMPLETE,))

@@ -85,7 +85,7 @@ def offline_run(tmp_path_factory):
                 "tracking.wandb.job_type": "trial",
             },
         )
-        trial = {"number": 3, "params": {"model.score": "additive"}}
+        trial = {"trial": 3, "study": "study-x", "model.score": "additive", "seed": 1}  # harness.sweep's form
         result = train(cfg, tmp / "run", progress=False, trial_info=trial)
     return result.run_dir, json.loads((result.run_dir / "metrics.json").read_text()), read_run(result.run_dir)
 
@@ -109,7 +109,8 @@ def test_offline_run_config(offline_run):
     assert c["params"] == metrics["params"]
     assert c["data.sizes.train"] == 200 and c["data.sizes.test"] == 40
     assert c["versions.torch"] and c["versions.wandb"] and "git_commit" in c
-    assert c["trial.number"] == 3 and c["trial.params.model.score"] == "additive"
+    assert c["trial.number"] == 3 and c["trial.study"] == "study-x"
+    assert c["trial.params.model.score"] == "additive" and c["trial.params.seed"] == 1
 
 
 def test_offline_run_history(offline_run):
@@ -205,6 +206,20 @@ def test_env_mode_and_name(no_wandb_env):
     assert run_name(load_config(PRESET, {"tracking.wandb.name": "mine"})) == "mine"
     no_wandb_env.setenv("WANDB_MODE", "disabled")
     assert wandb_mode(cfg) == "disabled"
+
+
+def test_project_and_entity_from_env(no_wandb_env):
+    from harness.tracking import _project_entity
+
+    default = load_config(PRESET).tracking.wandb
+    assert _project_entity(default) == ("attention-harness", None)
+    no_wandb_env.setenv("WANDB_PROJECT", "from-env")
+    no_wandb_env.setenv("WANDB_ENTITY", "team")
+    assert _project_entity(default) == ("from-env", "team")
+    explicit = load_config(
+        PRESET, {"tracking.wandb.project": "p", "tracking.wandb.entity": "e"}
+    ).tracking.wandb
+    assert _project_entity(explicit) == ("p", "e")  # the config, when set, wins over the environment
 
 
 # ------------------------------------------------------------------------------------------ failures

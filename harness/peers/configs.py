@@ -1,0 +1,124 @@
+"""The one configuration every toolkit trains at, written in each toolkit's own config language.
+
+Shared: Multi30k de→en, lowercased, Moses punctuation split (sacremoses, via this harness's tokenizer),
+word vocabulary with minimum frequency 2 on the training side (each toolkit builds its own from the same
+tokenized files); embedding 256; bidirectional GRU encoder, 256 per direction; GRU decoder 512;
+additive (Bahdanau / MLP) attention; dropout 0.2; Adam, learning rate 1e-3, constant; gradient norm
+clip 5; batches of 64 sentences; loss normalised by target tokens; no validation during training.
+
+OpenNMT-py and JoeyNMT both run the Luong-style input-feeding decoder: s_t = GRU([E y_{t-1}; h̃_{t-1}],
+s_{t-1}), attention from the new state s_t, h̃_t = tanh(W [c_t; s_t]), softmax(W_o h̃_t). This harness's
+closest preset, experiments/bahdanau2015_multi30k.yaml, is the paper's RNNsearch instead: attention
+from s_{i-1}, the context fed into the GRU (s_i = GRU([E y_{i-1}; c_i], s_{i-1})), a maxout deep output
+(256 units) and s_0 = tanh(W_s h̄_1^←); no input feeding. Same sizes, slightly different matmuls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HARNESS_PRESET = "experiments/bahdanau2015_multi30k.yaml"
+LOG_EVERY = 50
+
+
+def opennmt_config(data: Path, work: Path, steps: int, seed: int = 1) -> dict:
+    """OpenNMT-py 3.5.1 YAML (onmt_build_vocab and onmt_train read the same file)."""
+    return {
+        "save_data": str(work / "data"),
+        "src_vocab": str(work / "vocab.src"),
+        "tgt_vocab": str(work / "vocab.tgt"),
+        "src_words_min_frequency": 2,
+        "tgt_words_min_frequency": 2,
+        "overwrite": True,
+        "data": {
+            "corpus_1": {"path_src": str(data / "train.de"), "path_tgt": str(data / "train.en")},
+            "valid": {"path_src": str(data / "val.de"), "path_tgt": str(data / "val.en")},
+        },
+        "save_model": str(work / "model"),
+        "save_checkpoint_steps": steps,
+        "train_steps": steps,
+        "valid_steps": 10 * steps + 1000,  # never: no validation during training, as for the others
+        "report_every": LOG_EVERY,
+        "seed": seed,
+        "encoder_type": "brnn",  # bidirectional: hidden_size / 2 = 256 per direction
+        "decoder_type": "rnn",
+        "rnn_type": "GRU",
+        "layers": 1,
+        "word_vec_size": 256,
+        "hidden_size": 512,
+        "global_attention": "mlp",
+        "input_feed": 1,
+        "dropout": [0.2],
+        "optim": "adam",
+        "learning_rate": 0.001,
+        "max_grad_norm": 5.0,
+        "batch_size": 64,
+        "batch_type": "sents",
+        "valid_batch_size": 64,
+        "normalization": "tokens",
+        "src_seq_length": 80,
+        "tgt_seq_length": 80,
+    }
+
+
+def joeynmt_config(data: Path, work: Path, steps: int, seed: int = 1, beam: int = 1,
+                   load_model: Path | None = None, dev: Path | None = None) -> dict:
+    """JoeyNMT 2.3.0 YAML. Constant learning rate (the `plateau` scheduler breaks on torch 2.13)."""
+    # word level: a whitespace split of the pre-tokenized, lowercased files
+    side = {"level": "word", "lowercase": False, "max_length": 80, "voc_min_freq": 2,
+            "tokenizer_cfg": {"pretokenizer": "none"}}
+    testing = {"beam_size": beam, "batch_size": 64, "batch_type": "sentence",
+               "max_output_length": 100, "eval_metrics": ["bleu"], "n_best": 1}
+    if load_model is not None:
+        testing["load_model"] = str(load_model)
+    return {
+        "name": "bench-peers",
+        "joeynmt_version": "2.3.0",
+        "model_dir": str(work / "model"),
+        "use_cuda": False,
+        "fp16": False,
+        "random_seed": seed,
+        "data": {
+            "train": str(data / "train"),
+            "dev": str(dev or data / "val"),
+            "test": str(data / "test"),
+            "dataset_type": "plain",
+            "src": {"lang": "de", **side},
+            "trg": {"lang": "en", **side},
+        },
+        "testing": testing,
+        "training": {
+            "random_seed": seed,
+            "optimizer": "adam",
+            "learning_rate": 0.001,
+            "learning_rate_min": 1.0e-8,
+            "clip_grad_norm": 5.0,
+            "batch_size": 64,
+            "batch_type": "sentence",
+            "normalization": "tokens",
+            "updates": steps,
+            "epochs": 1000,
+            "logging_freq": LOG_EVERY,
+            "validation_freq": LOG_EVERY * (10 * steps // LOG_EVERY + 20),  # never
+            "shuffle": True,
+            "overwrite": True,
+            "keep_best_ckpts": 1,
+            "print_valid_sents": [],
+        },
+        "model": {
+            "initializer": "xavier_uniform",
+            "embed_initializer": "normal",
+            "encoder": {"type": "recurrent", "rnn_type": "gru", "embeddings": {"embedding_dim": 256},
+                        "hidden_size": 256, "bidirectional": True, "dropout": 0.2, "emb_dropout": 0.2,
+                        "num_layers": 1},
+            "decoder": {"type": "recurrent", "rnn_type": "gru", "embeddings": {"embedding_dim": 256},
+                        "hidden_size": 512, "attention": "bahdanau", "input_feeding": True, "init_hidden": "bridge",
+                        "dropout": 0.2, "hidden_dropout": 0.2, "emb_dropout": 0.2, "num_layers": 1},
+        },
+    }
+
+
+def harness_overrides(steps: int) -> list[str]:
+    """The harness side: the bahdanau2015 preset for exactly `steps` steps, validated once at the end."""
+    return [f"train.max_steps={steps}", "train.max_epochs=-1", f"train.val_every={steps}",
+            "tracking.wandb.mode=disabled"]

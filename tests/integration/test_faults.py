@@ -1,0 +1,319 @@
+"""Faults during `harness train`: SIGKILL and Ctrl-C with --resume, two trainers on one directory, a diverging
+loss, a full disk while writing a checkpoint or metrics.json.
+
+What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lightning runs deterministic):
+- the weights, optimizer (Adam moments), LR-scheduler and ModelCheckpoint state: Lightning restores them from
+  last.ckpt;
+- the data order: the training DataLoader is resumable (harness/data/datamodule.py ResumableDataLoader): the
+  batch sampler's (epoch, position) goes into the checkpoint and the resumed run starts with the batch the
+  uninterrupted run drew next. Without it Lightning restarts a mid-epoch checkpoint's epoch from its first
+  batch ("dataloader is not resumable" warning) - and Lightning never called BucketBatchSampler.set_epoch
+  either (it looks for `set_epoch` on `batch_sampler.sampler`), so every epoch repeated epoch 0's order;
+- the random-number state (dropout, teacher forcing): saved by the RngState callback (harness/run.py).
+So the final steps, val_ppl, val BLEU and test BLEU/chrF equal those of an uninterrupted run.
+Both fixes are needed: without either one the test below fails (checked by reverting each).
+What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb), and
+logs/metrics.csv, which after a resume holds only the rows logged after it (Lightning's CSVLogger deletes an
+existing metrics.csv when it starts); the W&B run is a new offline run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.cli import main
+
+from ..conftest import ROOT, TINY
+
+PRESET = "experiments/bahdanau2015_synthetic.yaml"
+# deterministic CPU training with dropout (so the RNG state matters) and enough steps to interrupt
+RESUMABLE = [*TINY, "train.accelerator=cpu", "train.threads=1", "model.dropout=0.2"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """train.threads sets torch's thread count for the whole process: restore it for the tests that follow."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _cmd(out: Path, *extra: str) -> list[str]:
+    return ["train", PRESET, *RESUMABLE, *extra, "--output", str(out), "--quiet"]
+
+
+def _start(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *_cmd(out, *extra)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while not path.is_file():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training ended (rc {proc.returncode}) before {path} appeared: {err[-2000:]}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            pytest.fail(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def _step(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+EXACT = ("steps", "epochs", "val_ppl", "val_bleu_best", "bleu", "chrf", "aer", "attention_entropy")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
+    steps = ["train.max_steps=60", "train.val_every=10"]
+    ref = tmp_path / "reference"
+    assert main(_cmd(ref, *steps)) == 0
+
+    out = tmp_path / "killed"
+    partial = tmp_path / "killed.partial"
+    proc = _start(out, *steps)
+    _wait_for(partial / "checkpoints" / "last.ckpt", proc)
+    time.sleep(random.uniform(0, 0.5))  # a random step after the first checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    if proc.returncode == 0:
+        pytest.skip("training finished before the kill landed (machine too fast for this test)")
+    assert proc.returncode == -signal.SIGKILL
+    assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists()
+    killed_at = _step(partial / "checkpoints" / "last.ckpt")
+    assert 0 < killed_at < 60
+
+    capsys.readouterr()
+    assert main([*_cmd(out, *steps), "--resume"]) == 0, capsys.readouterr().err
+    assert out.is_dir() and not partial.exists() and not (out / "INCOMPLETE").exists()
+    a, b = _metrics(ref), _metrics(out)
+    assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, f"resumed from step {killed_at}"
+    assert (ref / "test.hyp").read_text() == (out / "test.hyp").read_text()
+
+
+@pytest.mark.slow
+def test_second_trainer_refused_then_ctrl_c_then_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    partial = tmp_path / "run.partial"
+    steps = ["train.max_steps=400", "train.val_every=5"]
+    proc = _start(out, *steps)
+    try:
+        _wait_for(partial / "checkpoints" / "last.ckpt", proc)
+
+        # a second process training into the same output directory: refused, the first one's files untouched
+        before = sorted(p.name for p in (partial / "checkpoints").iterdir())
+        capsys.readouterr()
+        assert main(_cmd(out, *steps)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: output ") and "another process is training into it" in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert (partial / "checkpoints" / "last.ckpt").is_file() and proc.poll() is None
+        assert set(before) <= {p.name for p in (partial / "checkpoints").iterdir()}
+
+        # Ctrl-C: last.ckpt saved, the run stays RUN.partial with an INCOMPLETE marker
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun with --resume" in err
+    assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists()
+    interrupted_at = _step(partial / "checkpoints" / "last.ckpt")
+    assert 0 < interrupted_at < 400
+
+    # --resume finishes (cut the budget so it ends a few steps later)
+    assert main([*_cmd(out, f"train.max_steps={interrupted_at + 5}", "train.val_every=5"), "--resume"]) == 0
+    assert _metrics(out)["steps"] == interrupted_at + 5
+    assert not partial.exists() and not (out / "INCOMPLETE").exists() and not (out / ".lock").exists()
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, capsys, monkeypatch
+):
+    from harness.lightning_module import TranslationModule
+
+    real_loss = TranslationModule.loss
+
+    def loss(self, batch, teacher_forcing=1.0):
+        value, n = real_loss(self, batch, teacher_forcing)
+        if self.training and self.global_step >= 13:
+            value = value * float("nan")
+        return value, n
+
+    monkeypatch.setattr(TranslationModule, "loss", loss)
+    out = tmp_path / "run"
+    assert main(_cmd(out, "train.max_steps=40", "train.val_every=10")) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "non-finite loss" in line[0] and "at step 13" in line[0], err
+    last = tmp_path / "run.partial" / "checkpoints" / "last.ckpt"
+    assert str(last) in line[0] and not out.exists()
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 10
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
+
+
+def test_diverging_learning_rate_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(_cmd(out, "train.lr=1e30", "train.grad_clip=0", "train.max_steps=20", "train.val_every=10")) == 2
+    )
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "training diverged: non-finite loss" in line[0] and "at step" in line[0], err
+    assert not out.exists()
+
+
+def _enospc_after_half(real_write):
+    def write(self, data, *args, **kwargs):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return write
+
+
+def test_disk_full_while_writing_metrics_keeps_the_previous_file(tmp_path, monkeypatch):
+    from harness import io
+
+    path = tmp_path / "metrics.json"
+    io.write_json(path, {"bleu": 1.0})
+    real_fdopen = os.fdopen
+
+    class HalfWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(io.os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+    with pytest.raises(OSError) as e:
+        io.write_json(path, {"bleu": 2.0, "chrf": 3.0})
+    assert e.value.errno == errno.ENOSPC
+    assert json.loads(path.read_text()) == {"bleu": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_disk_full_at_the_end_of_training_is_one_line_and_keeps_the_partial_run(
+    tmp_path, capsys, monkeypatch
+):
+    from harness import io
+
+    real = io.atomic_write_text
+
+    def full(path, text):
+        if Path(path).name == "metrics.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, text)
+
+    monkeypatch.setattr("harness.run.write_json", lambda p, obj: full(p, json.dumps(obj)))
+    out = tmp_path / "run"
+    assert main(_cmd(out, "train.max_steps=10", "train.val_every=10")) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "No space left on device" in line[0] and "metrics.json" in line[0], err
+    partial = tmp_path / "run.partial"
+    assert not out.exists() and (partial / "INCOMPLETE").is_file() and not (partial / "metrics.json").exists()
+    assert (partial / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, monkeypatch):
+    """torch.save writes half of the checkpoint, then the disk is full: the earlier last.ckpt and best.ckpt
+    (step 10) stay complete and loadable, the run stays RUN.partial, the CLI prints one line."""
+    real_save = torch.save
+    ckpt_dir = tmp_path / "run.partial" / "checkpoints"
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("global_step", 0) >= 20:
+            import io as _io
+
+            buf = _io.BytesIO()
+            real_save(obj, buf, *args, **kwargs)
+            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    out = tmp_path / "run"
+    assert main(_cmd(out, "train.max_steps=30", "train.val_every=10")) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "No space left on device" in line[0], err
+    assert not out.exists()
+    monkeypatch.setattr(torch, "save", real_save)
+    for name in ("last.ckpt", "best.ckpt"):
+        ckpt = torch.load(ckpt_dir / name, map_location="cpu", weights_only=True)
+        assert ckpt["global_step"] == 10 and "harness" in ckpt
+
+
+def test_disk_full_in_the_file_write_of_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, monkeypatch):
+    """The same at the file level: Lightning writes checkpoints through an fsspec transaction (temp file,
+    then move), so a write that fails half-way never replaces the previous last.ckpt."""
+    from fsspec.implementations.local import LocalFileOpener
+
+    real_write = LocalFileOpener.write
+    state = {"armed": False}
+
+    def write(self, data, *args, **kwargs):
+        if state["armed"]:
+            return _enospc_after_half(real_write)(self, data, *args, **kwargs)
+        return real_write(self, data, *args, **kwargs)
+
+    from lightning.pytorch.callbacks import Callback
+
+    class ArmAfterFirstValidation(Callback):
+        def on_validation_end(self, trainer, pl_module):
+            state["armed"] = trainer.global_step >= 20
+
+    monkeypatch.setattr(LocalFileOpener, "write", write)
+    from harness.config import load_config
+    from harness.errors import HarnessError
+    from harness.run import load_checkpoint, train
+
+    cfg = load_config(PRESET, [*RESUMABLE, "train.max_steps=30", "train.val_every=10"])
+    with pytest.raises(HarnessError, match="No space left on device"):
+        train(cfg, tmp_path / "run", callbacks=[ArmAfterFirstValidation()], progress=False)
+    state["armed"] = False
+    ckpt_dir = tmp_path / "run.partial" / "checkpoints"
+    assert load_checkpoint(ckpt_dir / "last.ckpt")["global_step"] == 10
+    assert load_checkpoint(ckpt_dir / "best.ckpt")["global_step"] == 10
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "best.ckpt",
+        "last.ckpt",
+    ]  # no half-written leftovers
