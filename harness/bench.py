@@ -25,7 +25,6 @@ harness/peers/__init__.py.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -75,8 +74,9 @@ class Matmul:
         return 2.0 * k * n * self.count
 
 
-def rnn_terms(name: str, part: str, per: str, cell: str, input_size: int, hidden: int, dirs: int = 1,
-              fused: bool = True) -> list[Matmul]:
+def rnn_terms(
+    name: str, part: str, per: str, cell: str, input_size: int, hidden: int, dirs: int = 1, fused: bool = True
+) -> list[Matmul]:
     """A GRU (3 gates) or LSTM (4 gates) layer: W_ih x_t (precomputed over the sequence when `fused`) and
     W_hh h_{t-1} (one call per step)."""
     gates = {"gru": 3, "lstm": 4}[cell]
@@ -87,8 +87,14 @@ def rnn_terms(name: str, part: str, per: str, cell: str, input_size: int, hidden
     ]
 
 
-def score_terms(score: str, query_size: int, key_size: int, step_rows: str = "B", max_positions: int = 128,
-                attention_type: str = "global") -> list[Matmul]:
+def score_terms(
+    score: str,
+    query_size: int,
+    key_size: int,
+    step_rows: str = "B",
+    max_positions: int = 128,
+    attention_type: str = "global",
+) -> list[Matmul]:
     """Attention matmuls of one score function (harness/models/scores.py) plus the context vector."""
     if score == "none":
         return []
@@ -96,19 +102,25 @@ def score_terms(score: str, query_size: int, key_size: int, step_rows: str = "B"
     q, k = query_size, key_size
     out: list[Matmul] = []
     if score == "additive":  # e = vᵀ tanh(W q + U h̄_s), U h̄_s precomputed per sentence
-        out += [Matmul("attention U h̄ (precomputed)", "attention", "src", k, q, "BS"),
-                Matmul("attention W q", "attention", "tgt", q, q, step_rows),
-                Matmul("attention vᵀ tanh(·)", "attention", "tgt", q, "S", batched=True)]
+        out += [
+            Matmul("attention U h̄ (precomputed)", "attention", "src", k, q, "BS"),
+            Matmul("attention W q", "attention", "tgt", q, q, step_rows),
+            Matmul("attention vᵀ tanh(·)", "attention", "tgt", q, "S", batched=True),
+        ]
     elif score == "general":  # e = qᵀ (W h̄_s), W h̄_s precomputed
-        out += [Matmul("attention W h̄ (precomputed)", "attention", "src", k, q, "BS"),
-                Matmul("attention score qᵀ(W h̄)", "attention", "tgt", q, "S", batched=True)]
+        out += [
+            Matmul("attention W h̄ (precomputed)", "attention", "src", k, q, "BS"),
+            Matmul("attention score qᵀ(W h̄)", "attention", "tgt", q, "S", batched=True),
+        ]
     elif score == "location":
         out += [Matmul("attention W_a q", "attention", "tgt", q, max_positions, step_rows)]
     else:  # dot, scaled_dot, cosine
         out += [Matmul("attention score qᵀh̄", "attention", "tgt", q, "S", batched=True)]
     if attention_type == "local-p":  # p_t = S · sigmoid(v_pᵀ tanh(W_p h_t))
-        out += [Matmul("attention W_p q", "attention", "tgt", q, q, step_rows),
-                Matmul("attention v_p", "attention", "tgt", q, 1, step_rows)]
+        out += [
+            Matmul("attention W_p q", "attention", "tgt", q, q, step_rows),
+            Matmul("attention v_p", "attention", "tgt", q, 1, step_rows),
+        ]
     out.append(Matmul("attention context Σ a h̄", "attention", "tgt", "S", k, batched=True))
     return out
 
@@ -122,7 +134,9 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
         size = E
         for layer in range(m.enc_layers):
             bi = bidirectional == "all" or (bidirectional == "bottom" and layer == 0)
-            terms.extend(rnn_terms(f"encoder L{layer + 1}", "encoder", "src", cell, size, hidden, 2 if bi else 1))
+            terms.extend(
+                rnn_terms(f"encoder L{layer + 1}", "encoder", "src", cell, size, hidden, 2 if bi else 1)
+            )
             size = hidden * (2 if bi else 1)
         return size  # key size: the top layer's output
 
@@ -149,10 +163,12 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
         M = m.maxout_size or H // 2
         terms += score_terms(m.score, H, key, "B", m.max_positions)
         terms += rnn_terms("decoder GRUCell", "decoder", "tgt", "gru", E + key, H, fused=False)
-        terms += [Matmul("maxout U_o s", "output", "tgt", H, 2 * M),
-                  Matmul("maxout V_o Ey", "output", "tgt", E, 2 * M),
-                  Matmul("maxout C_o c", "output", "tgt", key, 2 * M),
-                  Matmul("generator", "output", "tgt", M, V, "BT")]
+        terms += [
+            Matmul("maxout U_o s", "output", "tgt", H, 2 * M),
+            Matmul("maxout V_o Ey", "output", "tgt", E, 2 * M),
+            Matmul("maxout C_o c", "output", "tgt", key, 2 * M),
+            Matmul("generator", "output", "tgt", M, V, "BT"),
+        ]
     elif arch == "luong":
         key = encoder("lstm", m.enc_hidden_size or H, "none")
         feed = m.input_feeding and m.score != "none"
@@ -167,7 +183,9 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
         terms += score_terms(m.score, H, key, "B", m.max_positions)
         size = E
         for layer in range(m.dec_layers):
-            terms += rnn_terms(f"decoder LSTMCell L{layer + 1}", "decoder", "tgt", "lstm", size + key, H, fused=False)
+            terms += rnn_terms(
+                f"decoder LSTMCell L{layer + 1}", "decoder", "tgt", "lstm", size + key, H, fused=False
+            )
             size = H
         terms.append(Matmul("generator", "output", "tgt", H, V, "BT"))
     else:
@@ -216,8 +234,10 @@ def time_matmul(m: int, k: int, n: int, batched: bool = False, min_time: float =
     return 2.0 * m * k * n / best / 1e9
 
 
-def compute_limit(terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, min_time: float = 0.03) -> dict:
-    """Time every matmul at its own shape; the training tokens/s the matmuls alone allow (3 × forward time)."""
+def compute_limit(
+    terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, min_time: float = 0.03
+) -> dict:
+    """Time every matmul at its own shape: the training tokens/s the matmuls alone allow (3 × forward)."""
     seconds = 0.0  # forward matmul seconds per target token
     shapes = []
     cache: dict[tuple, float] = {}
@@ -230,9 +250,16 @@ def compute_limit(terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, m
         gflops = cache[key]
         per_tgt = t.flops(avg_src) * (avg_src / avg_tgt if t.per == "src" else 1.0)
         seconds += per_tgt / (gflops * 1e9)
-        shapes.append({"name": t.name, "part": t.part, "shape": f"({m}×{round(k)})·({round(k)}×{round(n)})"
-                       + (" bmm" if t.batched else ""), "count": t.count, "gflops": round(gflops, 2),
-                       "mflop_per_tgt_token": round(per_tgt / 1e6, 4)})
+        shapes.append(
+            {
+                "name": t.name,
+                "part": t.part,
+                "shape": f"({m}×{round(k)})·({round(k)}×{round(n)})" + (" bmm" if t.batched else ""),
+                "count": t.count,
+                "gflops": round(gflops, 2),
+                "mflop_per_tgt_token": round(per_tgt / 1e6, 4),
+            }
+        )
     limit = 1.0 / (3.0 * seconds) if seconds > 0 else None
     return {"tokens_per_sec": limit, "shapes": shapes}
 
@@ -246,47 +273,58 @@ def _fmt(x, digits: int = 0, unit: str = "") -> str:
 
 def render_bench_table(doc: dict) -> str:
     """The Markdown page of reports/bench/bench.md from bench.json."""
-    s = doc["settings"]
+    s, mach = doc["settings"], doc["machine"]
+    total_steps = s["warmup"] + s["repeats"] * s["steps"]
     lines = [
         "# harness bench: Multi30k de→en",
         "",
-        f"Machine: {doc['machine'].get('cpu', '?')}, {doc['machine'].get('threads', '?')} torch threads, "
-        f"torch {doc['machine'].get('torch', '?')}; load average at start {doc['machine'].get('load_start', '?')}, "
-        f"at end {doc['machine'].get('load_end', '?')}; {doc['machine'].get('date', '')}.",
-        f"Training: {s['warmup']} warm-up steps, then {s['repeats']} × {s['steps']} steps (median [min–max] of the "
-        f"windows), batch {s.get('batch_size', '?')} sentences; decoding: {s['decode_sentences']} sentences of "
-        f"{s['decode_split']} with the weights after {s['warmup'] + s['repeats'] * s['steps']} training steps.",
+        f"Machine: {mach.get('cpu', '?')}, {mach.get('threads', '?')} torch threads, "
+        f"torch {mach.get('torch', '?')}; "
+        f"load average at start {mach.get('load_start', '?')}, at end {mach.get('load_end', '?')}; "
+        f"{mach.get('date', '')}.",
+        f"Training: {s['warmup']} warm-up steps, then {s['repeats']} × {s['steps']} steps "
+        f"(median [min–max] of the windows), batch {s.get('batch_size', '?')} sentences; decoding: "
+        f"{s['decode_sentences']} sentences of {s['decode_split']} with the weights after {total_steps} "
+        "training steps.",
         "",
-        "| preset | params | train tok/s (median [min–max]) | GFLOP/tok (train) | matmul limit tok/s | % of limit "
-        "| peak RSS train (MB) | greedy sent/s | beam-5 sent/s | hyp/ref length | BLEU greedy |",
+        "| preset | params | train tok/s (median [min–max]) | GFLOP/tok (train) | matmul limit tok/s "
+        "| % of limit | peak RSS train (MB) | greedy sent/s | beam-5 sent/s | hyp/ref length | BLEU greedy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["results"]:
         if r.get("error"):
             lines.append(f"| {r['preset']} | error: {r['error']} |||||||||| ")
             continue
-        t = r["train"]
+        t, greedy, beam = r["train"], r["decode"]["greedy"], r["decode"]["beam5"]
         lim = r["compute_limit_tokens_per_sec"]
         pct = 100.0 * t["tokens_per_sec_median"] / lim if lim else None
-        lines.append(
-            f"| {r['preset']} | {_fmt(r['params'])} | {_fmt(t['tokens_per_sec_median'])} "
-            f"[{_fmt(t['tokens_per_sec_min'])}–{_fmt(t['tokens_per_sec_max'])}] | {_fmt(r['flops']['train'] / 1e9, 4)} "
-            f"| {_fmt(lim)} | {_fmt(pct, 1, '%')} | {_fmt(r['peak_rss_mb_train'])} "
-            f"| {_fmt(r['decode']['greedy']['sentences_per_sec'], 1)} | {_fmt(r['decode']['beam5']['sentences_per_sec'], 1)} "
-            f"| {_fmt(r['decode']['greedy']['length_ratio'], 2)} | {_fmt(r['decode']['greedy']['bleu'], 1)} |"
-        )
+        cells = [
+            r["preset"],
+            _fmt(r["params"]),
+            f"{_fmt(t['tokens_per_sec_median'])} "
+            f"[{_fmt(t['tokens_per_sec_min'])}–{_fmt(t['tokens_per_sec_max'])}]",
+            _fmt(r["flops"]["train"] / 1e9, 4),
+            _fmt(lim),
+            _fmt(pct, 1, "%"),
+            _fmt(r["peak_rss_mb_train"]),
+            _fmt(greedy["sentences_per_sec"], 1),
+            _fmt(beam["sentences_per_sec"], 1),
+            _fmt(greedy["length_ratio"], 2),
+            _fmt(greedy["bleu"], 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "GFLOP/tok: matmul FLOPs per target token for one training step, 3 × forward (embedding-free: RNN, "
-        "attention, output layers; element-wise work excluded). Matmul limit: the tokens/s these matmuls alone "
-        "allow at the throughput torch.mm/torch.bmm reaches on this machine at the model's own shapes. "
+        "attention, output layers; element-wise work excluded). Matmul limit: the tokens/s these matmuls "
+        "alone allow at the throughput torch.mm/torch.bmm reaches on this machine at the model's own shapes. "
         "BLEU after so few steps only shows the models produce sentences, not their quality.",
         "",
     ]
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------ one preset (worker)
+# ------------------------------------------------------------------------------------- one preset (worker)
 def _log(prefix: str, msg: str) -> None:
     print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
 
@@ -296,12 +334,26 @@ def _subset(split, n: int):
 
     if not n or n >= len(split.src_ids):
         return split
-    return EncodedSplit(split.name, split.src_tokens[:n], split.tgt_tokens[:n], split.src_ids[:n],
-                        split.tgt_ids[:n], split.raw)
+    return EncodedSplit(
+        split.name,
+        split.src_tokens[:n],
+        split.tgt_tokens[:n],
+        split.src_ids[:n],
+        split.tgt_ids[:n],
+        split.raw,
+    )
 
 
-def bench_preset(preset: str, steps: int, repeats: int, warmup: int, decode_sentences: int,
-                 data_file: str | None, overrides: list[str], min_time: float = 0.03) -> dict:
+def bench_preset(
+    preset: str,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    decode_sentences: int,
+    data_file: str | None,
+    overrides: list[str],
+    min_time: float = 0.03,
+) -> dict:
     """Measure one preset in this process (call it in a fresh subprocess for per-model peak memory)."""
     import pickle
 
@@ -361,8 +413,11 @@ def bench_preset(preset: str, steps: int, repeats: int, warmup: int, decode_sent
         seconds += elapsed
         if (step - warmup + 1) % steps == 0:
             windows.append({"tokens": int(tokens), "seconds": seconds, "tokens_per_sec": tokens / seconds})
-            _log(preset, f"train window {len(windows)}/{repeats}: {tokens / seconds:,.0f} target tok/s "
-                         f"(loss {loss.detach().item():.2f}, step {step + 1}/{total})")
+            _log(
+                preset,
+                f"train window {len(windows)}/{repeats}: {tokens / seconds:,.0f} target tok/s "
+                f"(loss {loss.detach().item():.2f}, step {step + 1}/{total})",
+            )
             tokens = seconds = 0.0
     rss_train = peak_rss_mb()
     rates = [w["tokens_per_sec"] for w in windows]
@@ -374,21 +429,33 @@ def bench_preset(preset: str, steps: int, repeats: int, warmup: int, decode_sent
     ref_len = sum(len(t) for t in split.tgt_tokens)
     decode = {}
     for label, beam in (("greedy", 1), ("beam5", 5)):
-        decode_split(module, _subset(split, 8), cfg, data.tgt_tok.decode, beam=beam, progress=False)  # warm-up
+        decode_split(
+            module, _subset(split, 8), cfg, data.tgt_tok.decode, beam=beam, progress=False
+        )  # warm-up
         out = decode_split(module, split, cfg, data.tgt_tok.decode, beam=beam, progress=False)
         hyp_len = sum(len(t) for t in out.tokens)
         bleu = corpus_scores(out.texts, refs, cfg.data.lowercase).bleu
-        decode[label] = {"beam": beam, "sentences": len(split.src_ids), "seconds": out.seconds,
-                         "sentences_per_sec": len(split.src_ids) / out.seconds,
-                         "length_ratio": hyp_len / max(1, ref_len), "bleu": bleu}
-        _log(preset, f"decode {label}: {decode[label]['sentences_per_sec']:.1f} sent/s "
-                     f"(hyp/ref length {decode[label]['length_ratio']:.2f}, BLEU {bleu:.1f})")
+        decode[label] = {
+            "beam": beam,
+            "sentences": len(split.src_ids),
+            "seconds": out.seconds,
+            "sentences_per_sec": len(split.src_ids) / out.seconds,
+            "length_ratio": hyp_len / max(1, ref_len),
+            "bleu": bleu,
+        }
+        _log(
+            preset,
+            f"decode {label}: {decode[label]['sentences_per_sec']:.1f} sent/s "
+            f"(hyp/ref length {decode[label]['length_ratio']:.2f}, BLEU {bleu:.1f})",
+        )
     rss_end = peak_rss_mb()
 
     terms = model_matmuls(cfg.model, len(data.tgt_vocab))
     flops = flops_per_target_token(terms, avg_src, avg_tgt)
     limit = compute_limit(terms, cfg.train.batch_size, avg_src, avg_tgt, min_time)
-    _log(preset, f"matmul limit {limit['tokens_per_sec']:,.0f} tok/s at {flops['train'] / 1e6:.1f} MFLOP/token")
+    _log(
+        preset, f"matmul limit {limit['tokens_per_sec']:,.0f} tok/s at {flops['train'] / 1e6:.1f} MFLOP/token"
+    )
     return {
         "preset": preset,
         "config": str(path.relative_to(PROJECT_ROOT)),
@@ -419,22 +486,128 @@ def bench_preset(preset: str, steps: int, repeats: int, warmup: int, decode_sent
 
 
 # ------------------------------------------------------------------------------------------ profile
-MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv", "aten::dot",
-              "aten::addbmm", "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward", "aten::_mkldnn_linear"}
-ELEMENTWISE_OPS = {"add", "add_", "mul", "mul_", "sub", "rsub", "div", "div_", "tanh", "tanh_", "sigmoid",
-                   "sigmoid_", "tanh_backward", "sigmoid_backward", "masked_fill", "masked_fill_", "where",
-                   "_softmax", "_softmax_backward_data", "_log_softmax", "_log_softmax_backward_data", "max",
-                   "clamp", "clamp_min", "exp", "log", "neg", "addcmul_", "addcdiv_", "sqrt", "fill_", "zero_",
-                   "threshold_backward", "native_dropout", "native_dropout_backward", "bernoulli_", "eq", "ne",
-                   "lt", "gt", "ge", "le", "sum", "norm", "linalg_vector_norm", "_foreach_mul_", "_foreach_norm",
-                   "mean", "argmax", "topk", "logical_or", "bitwise_or", "gather", "scatter", "scatter_add_",
-                   "masked_fill_backward", "nll_loss_forward", "nll_loss_backward", "mul_backward", "_fused_adam_",
-                   "max_pool2d_with_indices_backward", "index_add_", "embedding_dense_backward"}
-LAYOUT_OPS = {"copy_", "cat", "stack", "index_select", "embedding", "contiguous", "clone", "_to_copy", "to",
-              "empty", "empty_like", "zeros", "zeros_like", "full", "new_zeros", "new_full", "resize_", "as_strided",
-              "view", "reshape", "transpose", "t", "permute", "unsqueeze", "squeeze", "select", "slice", "split",
-              "unbind", "narrow", "expand", "_pack_padded_sequence", "_pad_packed_sequence", "index", "index_put_",
-              "repeat_interleave", "arange", "set_", "detach", "_unsafe_view", "alias", "empty_strided"}
+MATMUL_OPS = {
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::addmv",
+    "aten::mv",
+    "aten::dot",
+    "aten::addbmm",
+    "aten::mkldnn_rnn_layer",
+    "aten::mkldnn_rnn_layer_backward",
+    "aten::_mkldnn_linear",
+}
+ELEMENTWISE_OPS = {
+    "add",
+    "add_",
+    "mul",
+    "mul_",
+    "sub",
+    "rsub",
+    "div",
+    "div_",
+    "tanh",
+    "tanh_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh_backward",
+    "sigmoid_backward",
+    "masked_fill",
+    "masked_fill_",
+    "where",
+    "_softmax",
+    "_softmax_backward_data",
+    "_log_softmax",
+    "_log_softmax_backward_data",
+    "max",
+    "clamp",
+    "clamp_min",
+    "exp",
+    "log",
+    "neg",
+    "addcmul_",
+    "addcdiv_",
+    "sqrt",
+    "fill_",
+    "zero_",
+    "threshold_backward",
+    "native_dropout",
+    "native_dropout_backward",
+    "bernoulli_",
+    "eq",
+    "ne",
+    "lt",
+    "gt",
+    "ge",
+    "le",
+    "sum",
+    "norm",
+    "linalg_vector_norm",
+    "_foreach_mul_",
+    "_foreach_norm",
+    "mean",
+    "argmax",
+    "topk",
+    "logical_or",
+    "bitwise_or",
+    "gather",
+    "scatter",
+    "scatter_add_",
+    "masked_fill_backward",
+    "nll_loss_forward",
+    "nll_loss_backward",
+    "mul_backward",
+    "_fused_adam_",
+    "max_pool2d_with_indices_backward",
+    "index_add_",
+    "embedding_dense_backward",
+}
+LAYOUT_OPS = {
+    "copy_",
+    "cat",
+    "stack",
+    "index_select",
+    "embedding",
+    "contiguous",
+    "clone",
+    "_to_copy",
+    "to",
+    "empty",
+    "empty_like",
+    "zeros",
+    "zeros_like",
+    "full",
+    "new_zeros",
+    "new_full",
+    "resize_",
+    "as_strided",
+    "view",
+    "reshape",
+    "transpose",
+    "t",
+    "permute",
+    "unsqueeze",
+    "squeeze",
+    "select",
+    "slice",
+    "split",
+    "unbind",
+    "narrow",
+    "expand",
+    "_pack_padded_sequence",
+    "_pad_packed_sequence",
+    "index",
+    "index_put_",
+    "repeat_interleave",
+    "arange",
+    "set_",
+    "detach",
+    "_unsafe_view",
+    "alias",
+    "empty_strided",
+}
 
 
 def op_category(name: str) -> str:
@@ -465,11 +638,15 @@ def summarize_profile(events, wall_s: float, top: int = 15) -> dict:
         cats[op_category(r["op"])] = cats.get(op_category(r["op"]), 0.0) + r["self_ms"]
     in_ops = sum(cats.values())
     cats["python/autograd/dispatch overhead"] = max(0.0, total_ms - in_ops)
-    return {"wall_ms": total_ms,
-            "categories": {k: {"ms": v, "percent": 100.0 * v / total_ms} for k, v in
-                           sorted(cats.items(), key=lambda kv: -kv[1])},
-            "top_ops": [{**r, "percent": 100.0 * r["self_ms"] / total_ms} for r in rows[:top]],
-            "aten_calls": sum(r["calls"] for r in rows)}
+    return {
+        "wall_ms": total_ms,
+        "categories": {
+            k: {"ms": v, "percent": 100.0 * v / total_ms}
+            for k, v in sorted(cats.items(), key=lambda kv: -kv[1])
+        },
+        "top_ops": [{**r, "percent": 100.0 * r["self_ms"] / total_ms} for r in rows[:top]],
+        "aten_calls": sum(r["calls"] for r in rows),
+    }
 
 
 def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> dict:
@@ -483,8 +660,10 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
     from harness.lightning_module import TranslationModule
     from harness.search import beam_search, greedy
 
-    cfg = load_config(PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml",
-                      list(overrides) + ["tracking.wandb.mode=disabled"])
+    cfg = load_config(
+        PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml",
+        list(overrides) + ["tracking.wandb.mode=disabled"],
+    )
     torch.manual_seed(cfg.seed)
     data = data or prepare(cfg)
     module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
@@ -510,8 +689,11 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
         t0 = time.perf_counter()
         tokens = sum(train_step() for _ in range(steps))
         wall = time.perf_counter() - t0
-    out["train"] = summarize_profile(prof.key_averages(), wall) | {"steps": steps, "tokens": tokens,
-                                                                  "tokens_per_sec_profiled": tokens / wall}
+    out["train"] = summarize_profile(prof.key_averages(), wall) | {
+        "steps": steps,
+        "tokens": tokens,
+        "tokens_per_sec_profiled": tokens / wall,
+    }
     _log(preset, f"profiled {steps} training steps")
     module.eval()
     split = data.splits[data.corpus.test_split]
@@ -519,8 +701,12 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
     for label, beam, per_batch in (("greedy", 1, d.batch_size), ("beam5", 5, max(1, d.batch_size // 5))):
         todo = eval_batches(split, per_batch)
         todo = [todo[len(todo) // 2 - 1], todo[len(todo) // 2]]  # two batches of typical length
-        decode = (lambda b: greedy(module.model, b, d.max_len_ratio, d.max_len_add)) if beam == 1 else \
-            (lambda b: beam_search(module.model, b, beam, d.max_len_ratio, d.max_len_add))
+
+        def decode(b, beam=beam):
+            if beam == 1:
+                return greedy(module.model, b, d.max_len_ratio, d.max_len_add)
+            return beam_search(module.model, b, beam, d.max_len_ratio, d.max_len_add)
+
         decode(todo[0])  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
@@ -528,8 +714,10 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
                 decode(b)
             wall = time.perf_counter() - t0
         n = sum(len(b) for b in todo)
-        out[label] = summarize_profile(prof.key_averages(), wall) | {"sentences": n,
-                                                                    "sentences_per_sec_profiled": n / wall}
+        out[label] = summarize_profile(prof.key_averages(), wall) | {
+            "sentences": n,
+            "sentences_per_sec_profiled": n / wall,
+        }
         _log(preset, f"profiled {label} decoding of {n} sentences")
     return out
 
@@ -539,19 +727,30 @@ def render_profile(docs: list[dict]) -> str:
     for doc in docs:
         for phase in ("train", "greedy", "beam5"):
             p = doc[phase]
-            what = (f"{p['steps']} training steps, {p['tokens_per_sec_profiled']:,.0f} tok/s under the profiler"
-                    if phase == "train" else f"{p['sentences']} sentences, "
-                    f"{p['sentences_per_sec_profiled']:.1f} sent/s under the profiler")
-            lines += [f"## {doc['preset']}: {phase} ({what}; {p['aten_calls']:,} aten calls)", "",
-                      "| category | ms | % of wall |", "|---|---:|---:|"]
+            what = (
+                f"{p['steps']} training steps, {p['tokens_per_sec_profiled']:,.0f} tok/s under the profiler"
+                if phase == "train"
+                else f"{p['sentences']} sentences, "
+                f"{p['sentences_per_sec_profiled']:.1f} sent/s under the profiler"
+            )
+            lines += [
+                f"## {doc['preset']}: {phase} ({what}; {p['aten_calls']:,} aten calls)",
+                "",
+                "| category | ms | % of wall |",
+                "|---|---:|---:|",
+            ]
             lines += [f"| {k} | {v['ms']:,.0f} | {v['percent']:.1f}% |" for k, v in p["categories"].items()]
             lines += ["", "| top op (self CPU) | calls | ms | % of wall |", "|---|---:|---:|---:|"]
-            lines += [f"| {r['op']} | {r['calls']:,} | {r['self_ms']:,.1f} | {r['percent']:.1f}% |"
-                      for r in p["top_ops"]]
+            lines += [
+                f"| {r['op']} | {r['calls']:,} | {r['self_ms']:,.1f} | {r['percent']:.1f}% |"
+                for r in p["top_ops"]
+            ]
             lines.append("")
-    lines.append("Categories: matmul = mm/addmm/bmm (the GEMMs); elementwise = pointwise ops, reductions, "
-                 "softmax, dropout, the fused Adam kernel; layout = copies, cat/stack, indexing, embedding "
-                 "lookups, views; overhead = wall time outside any aten op (Python, autograd engine, dispatcher).")
+    lines.append(
+        "Categories: matmul = mm/addmm/bmm (the GEMMs); elementwise = pointwise ops, reductions, "
+        "softmax, dropout, the fused Adam kernel; layout = copies, cat/stack, indexing, embedding "
+        "lookups, views; overhead = wall time outside any aten op (Python, autograd engine, dispatcher)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -575,9 +774,15 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load_start": _load()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_start": _load(),
+    }
 
 
 def _load() -> str:
@@ -605,27 +810,54 @@ def _prepare_data_file(presets: list[str], overrides: list[str], tmp: Path) -> s
     return str(path)
 
 
-def run_bench(presets: list[str], steps: int, repeats: int, warmup: int, decode_sentences: int, output: Path,
-              overrides: list[str]) -> dict:
+def run_bench(
+    presets: list[str],
+    steps: int,
+    repeats: int,
+    warmup: int,
+    decode_sentences: int,
+    output: Path,
+    overrides: list[str],
+) -> dict:
     for p in presets:
         if not (PROJECT_ROOT / "experiments" / f"{p}_multi30k.yaml").is_file():
-            raise HarnessError(f"--archs: no preset experiments/{p}_multi30k.yaml (choose from {', '.join(PRESETS)})")
-    doc = {"machine": machine_info(),
-           "settings": {"presets": presets, "steps": steps, "repeats": repeats, "warmup": warmup,
-                        "decode_sentences": decode_sentences, "decode_split": "test_2016_flickr",
-                        "overrides": overrides},
-           "results": []}
+            raise HarnessError(
+                f"--archs: no preset experiments/{p}_multi30k.yaml (choose from {', '.join(PRESETS)})"
+            )
+    doc = {
+        "machine": machine_info(),
+        "settings": {
+            "presets": presets,
+            "steps": steps,
+            "repeats": repeats,
+            "warmup": warmup,
+            "decode_sentences": decode_sentences,
+            "decode_split": "test_2016_flickr",
+            "overrides": overrides,
+        },
+        "results": [],
+    }
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         data_file = _prepare_data_file(presets, overrides, Path(tmp))
         for i, preset in enumerate(presets):
             print(f"bench: [{i + 1}/{len(presets)}] {preset} (fresh process)", file=sys.stderr, flush=True)
             out = Path(tmp) / f"{preset}.json"
-            job = {"preset": preset, "steps": steps, "repeats": repeats, "warmup": warmup,
-                   "decode_sentences": decode_sentences, "data_file": data_file, "overrides": overrides}
-            r = subprocess.run([sys.executable, "-m", "harness.bench", "worker", json.dumps(job), str(out)],
-                               cwd=PROJECT_ROOT)
+            job = {
+                "preset": preset,
+                "steps": steps,
+                "repeats": repeats,
+                "warmup": warmup,
+                "decode_sentences": decode_sentences,
+                "data_file": data_file,
+                "overrides": overrides,
+            }
+            r = subprocess.run(
+                [sys.executable, "-m", "harness.bench", "worker", json.dumps(job), str(out)], cwd=PROJECT_ROOT
+            )
             if r.returncode != 0 or not out.is_file():
-                doc["results"].append({"preset": preset, "error": f"worker exited with status {r.returncode}"})
+                doc["results"].append(
+                    {"preset": preset, "error": f"worker exited with status {r.returncode}"}
+                )
                 continue
             doc["results"].append(json.loads(out.read_text()))
     doc["machine"]["load_end"] = _load()
@@ -656,8 +888,15 @@ def cmd_bench(args) -> int:
         print((Path(args.output) / "profile.md").read_text())
         print(f"written: {Path(args.output) / 'profile.json'}, {Path(args.output) / 'profile.md'}")
         return 0
-    doc = run_bench(presets, args.steps, args.repeats, args.warmup, args.decode_sentences, Path(args.output),
-                    args.overrides)
+    doc = run_bench(
+        presets,
+        args.steps,
+        args.repeats,
+        args.warmup,
+        args.decode_sentences,
+        Path(args.output),
+        args.overrides,
+    )
     print(render_bench_table(doc))
     print(f"written: {Path(args.output) / 'bench.json'}, {Path(args.output) / 'bench.md'}")
     return 0 if all(not r.get("error") for r in doc["results"]) else 1
@@ -671,26 +910,49 @@ def cmd_bench_peers(args) -> int:
 
 def register(sub) -> None:
     s = sub.add_parser("bench", help="training/decoding speed, memory and the matmul limit of every preset")
-    s.add_argument("--archs", nargs="+", default=PRESETS, metavar="PRESET",
-                   help=f"presets on Multi30k (default: {' '.join(PRESETS)})")
+    s.add_argument(
+        "--archs",
+        nargs="+",
+        default=PRESETS,
+        metavar="PRESET",
+        help=f"presets on Multi30k (default: {' '.join(PRESETS)})",
+    )
     s.add_argument("--steps", type=int, default=30, help="training steps per timed window (default 30)")
     s.add_argument("--repeats", type=int, default=3, help="timed windows; the median is reported (default 3)")
     s.add_argument("--warmup", type=int, default=5, help="untimed training steps first (default 5)")
-    s.add_argument("--decode-sentences", type=int, default=500,
-                   help="test_2016_flickr sentences to decode (0 = all 1000; default 500)")
+    s.add_argument(
+        "--decode-sentences",
+        type=int,
+        default=500,
+        help="test_2016_flickr sentences to decode (0 = all 1000; default 500)",
+    )
     s.add_argument("--output", default="reports/bench", help="folder for bench.json and bench.md")
-    s.add_argument("--profile", action="store_true",
-                   help="instead: torch.profiler of --steps training steps and of decoding (default preset "
-                        "bahdanau2015) -> profile.json, profile.md")
-    s.add_argument("overrides", nargs="*", help="key=value overrides for every preset, e.g. train.batch_size=32")
+    s.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: torch.profiler of --steps training steps and of decoding (default preset "
+        "bahdanau2015) -> profile.json, profile.md",
+    )
+    s.add_argument(
+        "overrides", nargs="*", help="key=value overrides for every preset, e.g. train.batch_size=32"
+    )
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("bench-peers", help="train OpenNMT-py, JoeyNMT and this harness at one configuration")
-    s.add_argument("--steps", type=int, default=880, help="training steps for every toolkit (default 880 ≈ 2 epochs)")
-    s.add_argument("--toolkits", nargs="+", default=["harness", "opennmt", "joeynmt"],
-                   choices=["harness", "opennmt", "joeynmt"])
-    s.add_argument("--cache", default=None, help="where the virtualenvs, data and runs go "
-                   "(default ~/.cache/attention-harness/peers)")
+    s.add_argument(
+        "--steps", type=int, default=880, help="training steps for every toolkit (default 880 ≈ 2 epochs)"
+    )
+    s.add_argument(
+        "--toolkits",
+        nargs="+",
+        default=["harness", "opennmt", "joeynmt"],
+        choices=["harness", "opennmt", "joeynmt"],
+    )
+    s.add_argument(
+        "--cache",
+        default=None,
+        help="where the virtualenvs, data and runs go (default ~/.cache/attention-harness/peers)",
+    )
     s.add_argument("--decode-sentences", type=int, default=0, help="test sentences to decode (0 = all)")
     s.add_argument("--skip-install", action="store_true", help="use the virtualenvs as they are")
     s.add_argument("--output", default="reports/bench", help="folder for peers.json and peers.md")
@@ -702,8 +964,15 @@ def _worker_main(argv: list[str]) -> int:
     from harness.cli import _quiet_libraries
 
     _quiet_libraries()
-    result = bench_preset(job["preset"], job["steps"], job["repeats"], job["warmup"], job["decode_sentences"],
-                          job["data_file"], job["overrides"])
+    result = bench_preset(
+        job["preset"],
+        job["steps"],
+        job["repeats"],
+        job["warmup"],
+        job["decode_sentences"],
+        job["data_file"],
+        job["overrides"],
+    )
     write_json(out, result)
     return 0
 
@@ -711,5 +980,8 @@ def _worker_main(argv: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "worker":
         sys.exit(_worker_main(sys.argv[2:]))
-    print("usage: harness bench ... (this module's own entry point is for its worker subprocesses)", file=sys.stderr)
+    print(
+        "usage: harness bench ... (this module's own entry point is for its worker subprocesses)",
+        file=sys.stderr,
+    )
     sys.exit(2)

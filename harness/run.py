@@ -178,36 +178,76 @@ def load_module(run_dir: Path, which: str = "best"):
 
 
 # ------------------------------------------------------------------------------------------ train
-def _rng_state_callback():
+def _resume_state_callback():
+    import threading
+
     import lightning.pytorch as pl
 
-    class RngState(pl.Callback):
-        """Random-number state in the checkpoint (Lightning does not save it): torch's global generator (dropout)
-        and the module's teacher-forcing generator, so a resumed run draws what an uninterrupted one would."""
+    class ResumeState(pl.Callback):
+        """What Lightning does not put in a checkpoint, so that a resumed run equals an uninterrupted one:
+        - the random-number state: torch's global generator (dropout) and the teacher-forcing generator;
+        - the training data position in completed batches (the loader is resumable, harness/data/datamodule.py);
+        - a Ctrl-C that lands between steps: the first Ctrl-C during training stops at the next batch start, before
+          anything of that batch is computed, so SignalCheckpoint saves a consistent last.ckpt; a second Ctrl-C
+          interrupts at once (that checkpoint resumes, but not bit-exactly)."""
+
+        def __init__(self):
+            self._module = None
+            self._restored: dict | None = None
+            self._stop_requested = False
+            self._previous_handler = None
 
         def state_dict(self) -> dict:
-            module = getattr(self, "_module", None)
             state = {"torch": torch.get_rng_state()}
-            if module is not None:
-                state["teacher_forcing"] = module._tf_generator.get_state()
+            if self._module is not None:
+                state["teacher_forcing"] = self._module._tf_generator.get_state()
             return state
 
         def load_state_dict(self, state: dict) -> None:
             self._restored = state
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+            # a checkpoint taken inside a step must not count the batch whose step did not finish: Lightning
+            # runs that batch again on resume, so the data position is the number of completed batches
+            loops = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+            for state in loops.get("combined_loader") or []:
+                if "position" in state:
+                    state["position"] = trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
         def setup(self, trainer, pl_module, stage: str) -> None:
             self._module = pl_module
 
         def on_train_start(self, trainer, pl_module) -> None:
             # restore here (after Lightning's own restore and data set-up), right before the first resumed batch
-            state = getattr(self, "_restored", None)
-            if state is not None:
-                torch.set_rng_state(state["torch"])
-                if "teacher_forcing" in state:
-                    pl_module._tf_generator.set_state(state["teacher_forcing"])
+            if self._restored is not None:
+                torch.set_rng_state(self._restored["torch"])
+                if "teacher_forcing" in self._restored:
+                    pl_module._tf_generator.set_state(self._restored["teacher_forcing"])
                 self._restored = None
+            if threading.current_thread() is threading.main_thread():
+                self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
-    return RngState()
+        def _on_sigint(self, signum, frame) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt  # Lightning saves last.ckpt (SignalCheckpoint) and stops
+
+        def _restore_handler(self) -> None:
+            if self._previous_handler is not None:
+                signal.signal(signal.SIGINT, self._previous_handler)
+                self._previous_handler = None
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self._restore_handler()
+
+        def on_exception(self, trainer, pl_module, exception) -> None:
+            self._restore_handler()
+
+    return ResumeState()
 
 
 @dataclass
@@ -246,7 +286,7 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_bleu", mode="max",
                                   save_top_k=1, save_last=True, enable_version_counter=False)
         meter = ThroughputMeter()
-        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), _rng_state_callback()] + list(callbacks or [])
+        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), _resume_state_callback()] + list(callbacks or [])
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
         loggers = [CSVLogger(work, name="logs", version="")]

@@ -16,6 +16,7 @@ MaxTrialsCallback as the stop condition of every worker.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
@@ -158,7 +159,7 @@ class SweepSpec:
         return out
 
     def fingerprint(self) -> dict:
-        """What must not change between runs of one study (n_trials and timeouts may)."""
+        """What must not change between runs of one study (overrides, n_trials and timeouts may)."""
         return {
             "base": str(self.base),
             "space": sorted(self.grid_space) if self.sampler == "grid" else sorted(self.space),
@@ -878,7 +879,7 @@ def _describe(spec: SweepSpec, t) -> str:
     )
     seed = t.user_attrs.get("seed", t.params.get("seed"))
     state = t.state.name
-    if t.values is not None:
+    if t.state.name == "COMPLETE" and t.values is not None:
         vals = "  ".join(f"{o.metric} {v:.3f}" for o, v in zip(spec.objectives, t.values))
     else:
         vals = t.user_attrs.get("fail_reason", "")
@@ -1165,6 +1166,22 @@ def _run_subprocesses(args, ctx: Context) -> int:
     return max(codes) if all(c >= 0 for c in codes) else 1
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """`harness sweep SPEC --study X data.name=multi30k`: key=value overrides may also follow the options
+    (as `make sweep ARGS=...` puts them); plain argparse only takes positionals before them."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls back into parse_known_args
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def register(sub) -> None:
     s = sub.add_parser("sweep", help="run an Optuna study from a sweeps/*.yaml spec with N workers")
     s.add_argument("spec", help="sweep spec, e.g. sweeps/score_functions.yaml")
@@ -1193,9 +1210,8 @@ def register(sub) -> None:
     s.add_argument("--worker", type=int, default=0, help=argparse_suppress())
     s.add_argument("--quiet", action="store_true", help="no per-trial lines, only the summary")
     s.set_defaults(func=cmd_sweep)
+    s.__class__ = _IntermixedParser
 
 
 def argparse_suppress():
-    import argparse
-
     return argparse.SUPPRESS

@@ -134,8 +134,9 @@ class Location(Score):
 
 @register_score("cosine")
 class Cosine(Score):
-    """Content-based addressing, Graves et al. 2014 (Neural Turing Machines), eq. (5)-(6):
-    e_s = β · cos(k, h_s); β is the key strength, learned (softplus(b) + 1) unless fixed by config."""
+    """Content-based (cosine), Graves et al. 2014 (Neural Turing Machines), eq. (5)-(6): e_s = β · cos(k, h_s).
+
+    β is the key strength: learned (softplus(b) + 1) unless fixed by `model.cosine_sharpening`."""
 
     needs_same_size = True
 

@@ -10,7 +10,9 @@ checkpoints and hypotheses. Both peers load their own checkpoints with TORCH_FOR
 (torch >= 2.6 defaults to weights_only loading, which their pickled checkpoints do not pass).
 
 Measurements, the same way for all three: each training runs in its own process and its peak memory is
-that process's ru_maxrss (os.wait4); training tokens/s is each toolkit's own logged target tokens/s
+that process's ru_maxrss (os.wait4; the largest single process) and the peak of the summed RSS of its
+process tree (sampled from /proc every 0.25 s: OpenNMT-py loads data in worker processes); training
+tokens/s is each toolkit's own logged target tokens/s
 (validation excluded: none runs during training) averaged over the log windows after the first; decoding
 sentences/s is the toolkit's own decoding time (model loading excluded) for the test set, 64 sentences a
 batch, beam 5 with no length penalty.
@@ -51,10 +53,19 @@ TOOLKITS = {
 }
 
 REFERENCE = {  # figures quoted in the issue: a 2-core machine, this configuration, 880 steps
-    "opennmt": {"train_tokens_per_sec": 1900, "peak_rss_mb": 2500, "greedy_sentences_per_sec": 286,
-                "beam5_sentences_per_sec": 95, "bleu": 26.7},
-    "joeynmt": {"train_tokens_per_sec": 1160, "peak_rss_mb": 1300, "greedy_sentences_per_sec": 70,
-                "beam5_sentences_per_sec": 33},
+    "opennmt": {
+        "train_tokens_per_sec": 1900,
+        "peak_rss_mb": 2500,
+        "greedy_sentences_per_sec": 286,
+        "beam5_sentences_per_sec": 95,
+        "bleu": 26.7,
+    },
+    "joeynmt": {
+        "train_tokens_per_sec": 1160,
+        "peak_rss_mb": 1300,
+        "greedy_sentences_per_sec": 70,
+        "beam5_sentences_per_sec": 33,
+    },
     "matmul_limit_tokens_per_sec": "3,300-3,600",
 }
 
@@ -68,19 +79,52 @@ def say(msg: str) -> None:
 class Measured:
     returncode: int
     wall_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # ru_maxrss: the largest single process of the tree
     log: Path
     lines: list[str] = field(default_factory=list)
+    peak_tree_rss_mb: float | None = None  # the sum over the process and its children, sampled
 
 
-def run_measured(cmd: list[str], log: Path, env: dict | None = None, echo: re.Pattern | None = None,
-                 prefix: str = "") -> Measured:
+def tree_rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and its descendants (/proc; shared pages count once per process)."""
+    parent: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parent[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier += kids
+    return sum(rss.get(p, 0) for p in tree) / 2**20
+
+
+def run_measured(
+    cmd: list[str], log: Path, env: dict | None = None, echo: re.Pattern | None = None, prefix: str = ""
+) -> Measured:
     """Run a command with its output in `log`; its own peak RSS from os.wait4 (children included)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, text=True,
-                            errors="replace", cwd=PROJECT_ROOT)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        text=True,
+        errors="replace",
+        cwd=PROJECT_ROOT,
+    )
     lines: list[str] = []
 
     def pump():
@@ -91,13 +135,26 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None, echo: re.Pa
                 if echo is not None and echo.search(line):
                     print(f"  {prefix}{line.rstrip()[-160:]}", file=sys.stderr, flush=True)
 
+    peak_tree = [0.0]
+    done = threading.Event()
+
+    def sample():  # every 0.25 s: the process tree's summed RSS (DataLoader workers are separate processes)
+        while not done.wait(0.25):
+            peak_tree[0] = max(peak_tree[0], tree_rss_mb(proc.pid))
+
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    sampler = threading.Thread(target=sample, daemon=True) if sys.platform.startswith("linux") else None
+    if sampler is not None:
+        sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join()
-    return Measured(proc.returncode, wall, usage.ru_maxrss / 1024, log, lines)
+    if sampler is not None:
+        sampler.join()
+    return Measured(proc.returncode, wall, usage.ru_maxrss / 1024, log, lines, peak_tree[0] or None)
 
 
 def check(m: Measured, what: str) -> Measured:
@@ -129,15 +186,26 @@ def install(tk: Toolkit, root: Path) -> Path:
     if tk.no_deps:
         check(run_measured(pip + ["--no-deps", tk.package], log), f"pip install --no-deps {tk.package}")
         dist = tk.package.split("==")[0]
-        code = ("import importlib.metadata as m, re; print('\\n'.join(r for r in (m.requires(%r) or []) "
-                "if 'extra ==' not in r and re.split(r'[<>=!~; \\[]', r)[0].strip().lower() != 'torch'))" % dist)
-        reqs = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+        # its declared requirements, less torch (already pinned) and optional extras
+        code = (
+            "import importlib.metadata as m, re\n"
+            f"reqs = m.requires({dist!r}) or []\n"
+            "name = lambda r: re.split(r'[<>=!~; \\[]', r)[0].strip().lower()\n"
+            "print('\\n'.join(r for r in reqs if 'extra ==' not in r and name(r) != 'torch'))"
+        )
+        reqs = subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split("\n")
         reqs = [r.split(";")[0].strip() for r in reqs if r.strip()]
-        check(run_measured(pip + [TORCH_PIN] + reqs, log.with_suffix(".deps.log")), f"pip install {' '.join(reqs)}")
+        check(
+            run_measured(pip + [TORCH_PIN] + reqs, log.with_suffix(".deps.log")),
+            f"pip install {' '.join(reqs)}",
+        )
     else:
         check(run_measured(pip + [tk.package, TORCH_PIN], log), f"pip install {tk.package}")
-    version = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                             text=True).stdout.strip()
+    version = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
     if not version.startswith(TORCH_PIN.split("==")[1]):
         raise HarnessError(f"{venv}: torch {version or '?'} installed, expected {TORCH_PIN}")
     atomic_write_text(stamp, spec + "\n")
@@ -207,26 +275,69 @@ def run_opennmt(python: Path, root: Path, dpath: Path, steps: int, data, refs: l
     atomic_write_text(cfg_path, yaml.safe_dump(opennmt_config(dpath, work, steps), sort_keys=False))
     bindir = python.parent
     say("opennmt: building the vocabulary ...")
-    check(run_measured([str(bindir / "onmt_build_vocab"), "-config", str(cfg_path), "-n_sample", "-1"],
-                       work / "build_vocab.log", PEER_ENV), "onmt_build_vocab")
+    check(
+        run_measured(
+            [str(bindir / "onmt_build_vocab"), "-config", str(cfg_path), "-n_sample", "-1"],
+            work / "build_vocab.log",
+            PEER_ENV,
+        ),
+        "onmt_build_vocab",
+    )
     say(f"opennmt: training {steps} steps ...")
-    tr = check(run_measured([str(bindir / "onmt_train"), "-config", str(cfg_path)], work / "train.log", PEER_ENV,
-                            re.compile(r"Step \d+/"), "opennmt "), "onmt_train")
+    tr = check(
+        run_measured(
+            [str(bindir / "onmt_train"), "-config", str(cfg_path)],
+            work / "train.log",
+            PEER_ENV,
+            re.compile(r"Step \d+/"),
+            "opennmt ",
+        ),
+        "onmt_train",
+    )
     ckpt = work / f"model_step_{steps}.pt"
     if not ckpt.is_file():
         raise HarnessError(f"onmt_train: no checkpoint {ckpt}; see {tr.log}")
     rates = window_rates(tr.lines, ONMT_STEP, 3)
-    result = {"train_tokens_per_sec": after_warmup(rates), "train_windows_tokens_per_sec": rates,
-              "peak_rss_mb": tr.peak_rss_mb, "train_wall_s": tr.wall_s,
-              "params": int(last_float(tr.lines, ONMT_PARAMS) or 0) or None, "checkpoint": str(ckpt)}
+    result = {
+        "train_tokens_per_sec": after_warmup(rates),
+        "train_windows_tokens_per_sec": rates,
+        "peak_rss_mb": tr.peak_rss_mb,
+        "peak_tree_rss_mb": tr.peak_tree_rss_mb,
+        "train_wall_s": tr.wall_s,
+        "params": int(last_float(tr.lines, ONMT_PARAMS) or 0) or None,
+        "checkpoint": str(ckpt),
+    }
     n = len(refs)
     for label, beam in (("greedy", 1), ("beam5", 5)):
         say(f"opennmt: decoding test ({label}) ...")
         hyp = work / f"test.{label}.hyp"
-        m = check(run_measured([str(bindir / "onmt_translate"), "-model", str(ckpt), "-src", str(dpath / "test.de"),
-                                "-output", str(hyp), "-beam_size", str(beam), "-batch_size", "64", "-batch_type",
-                                "sents", "-max_length", "100", "-report_time", "-gpu", "-1"],
-                               work / f"translate.{label}.log", PEER_ENV), "onmt_translate")
+        m = check(
+            run_measured(
+                [
+                    str(bindir / "onmt_translate"),
+                    "-model",
+                    str(ckpt),
+                    "-src",
+                    str(dpath / "test.de"),
+                    "-output",
+                    str(hyp),
+                    "-beam_size",
+                    str(beam),
+                    "-batch_size",
+                    "64",
+                    "-batch_type",
+                    "sents",
+                    "-max_length",
+                    "100",
+                    "-report_time",
+                    "-gpu",
+                    "-1",
+                ],
+                work / f"translate.{label}.log",
+                PEER_ENV,
+            ),
+            "onmt_translate",
+        )
         seconds = last_float(m.lines, ONMT_TIME)
         result[label] = _decoded(hyp, data, refs, n, seconds, m)
     return result
@@ -238,24 +349,49 @@ def run_joeynmt(python: Path, root: Path, dpath: Path, steps: int, data, refs: l
     cfg_path = work / "config.yaml"
     atomic_write_text(cfg_path, yaml.safe_dump(joeynmt_config(dpath, work, steps), sort_keys=False))
     say(f"joeynmt: training {steps} steps ...")
-    tr = check(run_measured([str(python), "-m", "joeynmt", "train", str(cfg_path), "--skip-test"],
-                            work / "train.log", PEER_ENV, JOEY_STEP, "joeynmt "), "joeynmt train")
+    tr = check(
+        run_measured(
+            [str(python), "-m", "joeynmt", "train", str(cfg_path), "--skip-test"],
+            work / "train.log",
+            PEER_ENV,
+            JOEY_STEP,
+            "joeynmt ",
+        ),
+        "joeynmt train",
+    )
     ckpt = work / "model" / f"{steps}.ckpt"
     if not ckpt.is_file():
         raise HarnessError(f"joeynmt train: no checkpoint {ckpt}; see {tr.log}")
     rates = window_rates(tr.lines, JOEY_STEP, 2)
-    result = {"train_tokens_per_sec": after_warmup(rates), "train_windows_tokens_per_sec": rates,
-              "peak_rss_mb": tr.peak_rss_mb, "train_wall_s": tr.wall_s,
-              "params": int(last_float(tr.lines, JOEY_PARAMS) or 0) or None, "checkpoint": str(ckpt)}
+    result = {
+        "train_tokens_per_sec": after_warmup(rates),
+        "train_windows_tokens_per_sec": rates,
+        "peak_rss_mb": tr.peak_rss_mb,
+        "peak_tree_rss_mb": tr.peak_tree_rss_mb,
+        "train_wall_s": tr.wall_s,
+        "params": int(last_float(tr.lines, JOEY_PARAMS) or 0) or None,
+        "checkpoint": str(ckpt),
+    }
     n = len(refs)
     for label, beam in (("greedy", 1), ("beam5", 5)):
         say(f"joeynmt: decoding test ({label}) ...")
         test_cfg = work / f"test.{label}.yaml"
-        atomic_write_text(test_cfg, yaml.safe_dump(
-            joeynmt_config(dpath, work, steps, beam=beam, load_model=ckpt, dev=dpath / "tiny"), sort_keys=False))
+        atomic_write_text(
+            test_cfg,
+            yaml.safe_dump(
+                joeynmt_config(dpath, work, steps, beam=beam, load_model=ckpt, dev=dpath / "tiny"),
+                sort_keys=False,
+            ),
+        )
         out = work / f"out.{label}"
-        m = check(run_measured([str(python), "-m", "joeynmt", "test", str(test_cfg), "-o", str(out)],
-                               work / f"test.{label}.log", PEER_ENV), "joeynmt test")
+        m = check(
+            run_measured(
+                [str(python), "-m", "joeynmt", "test", str(test_cfg), "-o", str(out)],
+                work / f"test.{label}.log",
+                PEER_ENV,
+            ),
+            "joeynmt test",
+        )
         hyp = Path(f"{out}.test")
         seconds = last_float(m.lines, JOEY_TIME)
         result[label] = _decoded(hyp, data, refs, n, seconds, m)
@@ -269,9 +405,16 @@ def _decoded(hyp: Path, data, refs: list[str], n: int, seconds: float | None, m:
         raise HarnessError(f"no hypotheses {hyp}; see {m.log}")
     texts = detok_lines(hyp, data, n)
     scores = corpus_scores(texts, refs, lowercase=True)
-    return {"sentences": n, "seconds": seconds, "process_wall_s": m.wall_s,
-            "sentences_per_sec": n / seconds if seconds else None, "bleu": scores.bleu, "chrf": scores.chrf,
-            "bleu_signature": scores.bleu_signature, "hyp": str(hyp)}
+    return {
+        "sentences": n,
+        "seconds": seconds,
+        "process_wall_s": m.wall_s,
+        "sentences_per_sec": n / seconds if seconds else None,
+        "bleu": scores.bleu,
+        "chrf": scores.chrf,
+        "bleu_signature": scores.bleu_signature,
+        "hyp": str(hyp),
+    }
 
 
 def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
@@ -282,12 +425,33 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
 
     work = root / "runs" / "harness"
     say(f"harness: training {steps} steps ({HARNESS_PRESET}) ...")
-    tr = check(run_measured([sys.executable, "-m", "harness.cli", "train", HARNESS_PRESET, *harness_overrides(steps),
-                             "--output", str(work), "--overwrite", "--quiet"], root / "runs" / "harness-train.log"),
-               "harness train")
+    tr = check(
+        run_measured(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "train",
+                HARNESS_PRESET,
+                *harness_overrides(steps),
+                "--output",
+                str(work),
+                "--overwrite",
+                "--quiet",
+            ],
+            root / "runs" / "harness-train.log",
+        ),
+        "harness train",
+    )
     metrics = json.loads((work / "metrics.json").read_text())
-    result = {"train_tokens_per_sec": metrics.get("train_tokens_per_sec"), "peak_rss_mb": tr.peak_rss_mb,
-              "train_wall_s": tr.wall_s, "params": metrics.get("params"), "checkpoint": str(work / "checkpoints")}
+    result = {
+        "train_tokens_per_sec": metrics.get("train_tokens_per_sec"),
+        "peak_rss_mb": tr.peak_rss_mb,
+        "peak_tree_rss_mb": tr.peak_tree_rss_mb,
+        "train_wall_s": tr.wall_s,
+        "params": metrics.get("params"),
+        "checkpoint": str(work / "checkpoints"),
+    }
     say(f"harness: {result['train_tokens_per_sec'] or 0:,.0f} target tok/s")
     module = load_module(work, "last")  # the weights after exactly `steps` steps, like the peers
     cfg = module.cfg
@@ -310,7 +474,8 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
 # ------------------------------------------------------------------------------------------ report
 ROWS = [
     ("train target tok/s", lambda r: r.get("train_tokens_per_sec"), 0, "higher"),
-    ("peak RSS training (MB)", lambda r: r.get("peak_rss_mb"), 0, "lower"),
+    ("peak RSS training, largest process (MB)", lambda r: r.get("peak_rss_mb"), 0, "lower"),
+    ("peak RSS training, process tree (MB)", lambda r: r.get("peak_tree_rss_mb"), 0, "lower"),
     ("greedy sent/s", lambda r: r.get("greedy", {}).get("sentences_per_sec"), 1, "higher"),
     ("beam-5 sent/s", lambda r: r.get("beam5", {}).get("sentences_per_sec"), 1, "higher"),
     ("BLEU greedy", lambda r: r.get("greedy", {}).get("bleu"), 2, "higher"),
@@ -327,7 +492,8 @@ def render_peers_table(doc: dict) -> str:
     lines = [
         f"# harness bench-peers: {doc['settings']['steps']} steps, Multi30k de→en",
         "",
-        f"Machine: {doc['machine'].get('cpu', '?')}, {doc['machine'].get('cores', '?')} cores; load average at start "
+        f"Machine: {doc['machine'].get('cpu', '?')}, {doc['machine'].get('cores', '?')} cores; "
+        "load average at start "
         f"{doc['machine'].get('load_start', '?')}, at end {doc['machine'].get('load_end', '?')}; "
         f"{doc['machine'].get('date', '')}. torch {doc['machine'].get('torch', '?')} in every toolkit.",
         "",
@@ -353,8 +519,10 @@ def render_peers_table(doc: dict) -> str:
         "",
         "How each figure is measured: training target tokens/s is each toolkit's own log (OpenNMT-py "
         "`tok/s` target side, JoeyNMT `Tokens per Sec`, the harness ThroughputMeter), averaged after the "
-        "first window, no validation during training; peak RSS is the training process's ru_maxrss (the "
-        "harness process also evaluates the test set at the end); decoding is each toolkit's own "
+        "first window, no validation during training; peak RSS: the training process's ru_maxrss (its "
+        "largest single process) and the summed RSS of its process tree sampled every 0.25 s (counts "
+        "OpenNMT-py's DataLoader workers; shared pages count once per process); the harness process also "
+        "evaluates the test set at the end; decoding is each toolkit's own "
         "decoding time for the test set, 64 sentences a batch, no length penalty, model loading excluded "
         "(OpenNMT-py reports it to 0.1 s). BLEU: every output detokenized by the same Moses detokenizer and "
         "scored by one sacrebleu call (lowercased, 13a) against the raw references.",
@@ -378,7 +546,7 @@ DIFFERENCES = (
 
 
 def run_peers(args) -> int:
-    from harness.bench import machine_info, _load
+    from harness.bench import _load, machine_info
 
     root = Path(args.cache) if args.cache else cache_dir() / "peers"
     root.mkdir(parents=True, exist_ok=True)
@@ -395,17 +563,27 @@ def run_peers(args) -> int:
     refs = data.splits[data.corpus.test_split].raw.tgt
     if args.decode_sentences:
         raise HarnessError("--decode-sentences: the peers always decode the whole test set; leave it at 0")
-    doc = {"machine": machine_info(),
-           "settings": {"steps": args.steps, "toolkits": args.toolkits, "cache": str(root),
-                        "harness_preset": HARNESS_PRESET, "test_split": data.corpus.test_split,
-                        "test_sentences": len(refs), "train_pairs": len(data.splits["train"].src_ids),
-                        "harness_vocab": {"src": len(data.src_vocab), "tgt": len(data.tgt_vocab)},
-                        "differences": DIFFERENCES},
-           "reference": REFERENCE,
-           "results": {}}
-    runners = {"harness": lambda: run_harness(root, args.steps, data, refs),
-               "opennmt": lambda: run_opennmt(pythons["opennmt"], root, dpath, args.steps, data, refs),
-               "joeynmt": lambda: run_joeynmt(pythons["joeynmt"], root, dpath, args.steps, data, refs)}
+    doc = {
+        "machine": machine_info(),
+        "settings": {
+            "steps": args.steps,
+            "toolkits": args.toolkits,
+            "cache": str(root),
+            "harness_preset": HARNESS_PRESET,
+            "test_split": data.corpus.test_split,
+            "test_sentences": len(refs),
+            "train_pairs": len(data.splits["train"].src_ids),
+            "harness_vocab": {"src": len(data.src_vocab), "tgt": len(data.tgt_vocab)},
+            "differences": DIFFERENCES,
+        },
+        "reference": REFERENCE,
+        "results": {},
+    }
+    runners = {
+        "harness": lambda: run_harness(root, args.steps, data, refs),
+        "opennmt": lambda: run_opennmt(pythons["opennmt"], root, dpath, args.steps, data, refs),
+        "joeynmt": lambda: run_joeynmt(pythons["joeynmt"], root, dpath, args.steps, data, refs),
+    }
     failed = False
     for name in args.toolkits:
         t0 = time.perf_counter()
@@ -417,10 +595,13 @@ def run_peers(args) -> int:
             doc["results"][name] = {"error": str(e)}
         r = doc["results"][name]
         if not r.get("error"):
-            say(f"{name} done in {time.perf_counter() - t0:.0f}s: {r['train_tokens_per_sec'] or 0:,.0f} tok/s, "
+            say(
+                f"{name} done in {time.perf_counter() - t0:.0f}s: "
+                f"{r['train_tokens_per_sec'] or 0:,.0f} tok/s, "
                 f"{r['peak_rss_mb']:,.0f} MB, greedy {r['greedy']['sentences_per_sec'] or 0:.1f} sent/s "
                 f"(BLEU {r['greedy']['bleu']:.2f}), beam 5 {r['beam5']['sentences_per_sec'] or 0:.1f} sent/s "
-                f"(BLEU {r['beam5']['bleu']:.2f})")
+                f"(BLEU {r['beam5']['bleu']:.2f})"
+            )
     doc["machine"]["load_end"] = _load()
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

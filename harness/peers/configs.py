@@ -61,14 +61,32 @@ def opennmt_config(data: Path, work: Path, steps: int, seed: int = 1) -> dict:
     }
 
 
-def joeynmt_config(data: Path, work: Path, steps: int, seed: int = 1, beam: int = 1,
-                   load_model: Path | None = None, dev: Path | None = None) -> dict:
+def joeynmt_config(
+    data: Path,
+    work: Path,
+    steps: int,
+    seed: int = 1,
+    beam: int = 1,
+    load_model: Path | None = None,
+    dev: Path | None = None,
+) -> dict:
     """JoeyNMT 2.3.0 YAML. Constant learning rate (the `plateau` scheduler breaks on torch 2.13)."""
     # word level: a whitespace split of the pre-tokenized, lowercased files
-    side = {"level": "word", "lowercase": False, "max_length": 80, "voc_min_freq": 2,
-            "tokenizer_cfg": {"pretokenizer": "none"}}
-    testing = {"beam_size": beam, "batch_size": 64, "batch_type": "sentence",
-               "max_output_length": 100, "eval_metrics": ["bleu"], "n_best": 1}
+    side = {
+        "level": "word",
+        "lowercase": False,
+        "max_length": 80,
+        "voc_min_freq": 2,
+        "tokenizer_cfg": {"pretokenizer": "none"},
+    }
+    testing = {
+        "beam_size": beam,
+        "batch_size": 64,
+        "batch_type": "sentence",
+        "max_output_length": 100,
+        "eval_metrics": ["bleu"],
+        "n_best": 1,
+    }
     if load_model is not None:
         testing["load_model"] = str(load_model)
     return {
@@ -108,17 +126,38 @@ def joeynmt_config(data: Path, work: Path, steps: int, seed: int = 1, beam: int 
         "model": {
             "initializer": "xavier_uniform",
             "embed_initializer": "normal",
-            "encoder": {"type": "recurrent", "rnn_type": "gru", "embeddings": {"embedding_dim": 256},
-                        "hidden_size": 256, "bidirectional": True, "dropout": 0.2, "emb_dropout": 0.2,
-                        "num_layers": 1},
-            "decoder": {"type": "recurrent", "rnn_type": "gru", "embeddings": {"embedding_dim": 256},
-                        "hidden_size": 512, "attention": "bahdanau", "input_feeding": True, "init_hidden": "bridge",
-                        "dropout": 0.2, "hidden_dropout": 0.2, "emb_dropout": 0.2, "num_layers": 1},
+            "encoder": {
+                "type": "recurrent",
+                "rnn_type": "gru",
+                "embeddings": {"embedding_dim": 256},
+                "hidden_size": 256,
+                "bidirectional": True,
+                "dropout": 0.2,
+                "emb_dropout": 0.2,
+                "num_layers": 1,
+            },
+            "decoder": {
+                "type": "recurrent",
+                "rnn_type": "gru",
+                "embeddings": {"embedding_dim": 256},
+                "hidden_size": 512,
+                "attention": "bahdanau",
+                "input_feeding": True,
+                "init_hidden": "bridge",
+                "dropout": 0.2,
+                "hidden_dropout": 0.2,
+                "emb_dropout": 0.2,
+                "num_layers": 1,
+            },
         },
     }
 
 
 def harness_overrides(steps: int) -> list[str]:
     """The harness side: the bahdanau2015 preset for exactly `steps` steps, validated once at the end."""
-    return [f"train.max_steps={steps}", "train.max_epochs=-1", f"train.val_every={steps}",
-            "tracking.wandb.mode=disabled"]
+    return [
+        f"train.max_steps={steps}",
+        "train.max_epochs=-1",
+        f"train.val_every={steps}",
+        "tracking.wandb.mode=disabled",
+    ]

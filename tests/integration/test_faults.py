@@ -88,69 +88,93 @@ def _metrics(run: Path) -> dict:
 EXACT = ("steps", "epochs", "val_ppl", "val_bleu_best", "bleu", "chrf", "aer", "attention_entropy")
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys):
-    steps = ["train.max_steps=60", "train.val_every=10"]
-    ref = tmp_path / "reference"
-    assert main(_cmd(ref, *steps)) == 0
-
-    out = tmp_path / "killed"
-    partial = tmp_path / "killed.partial"
-    proc = _start(out, *steps)
-    _wait_for(partial / "checkpoints" / "last.ckpt", proc)
-    time.sleep(random.uniform(0, 0.5))  # a random step after the first checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    if proc.returncode == 0:
-        pytest.skip("training finished before the kill landed (machine too fast for this test)")
-    assert proc.returncode == -signal.SIGKILL
-    assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists()
-    killed_at = _step(partial / "checkpoints" / "last.ckpt")
-    assert 0 < killed_at < 60
-
-    capsys.readouterr()
-    assert main([*_cmd(out, *steps), "--resume"]) == 0, capsys.readouterr().err
-    assert out.is_dir() and not partial.exists() and not (out / "INCOMPLETE").exists()
-    a, b = _metrics(ref), _metrics(out)
-    assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, f"resumed from step {killed_at}"
-    assert (ref / "test.hyp").read_text() == (out / "test.hyp").read_text()
+STEPS = ["train.max_steps=60", "train.val_every=10"]
 
 
-@pytest.mark.slow
-def test_second_trainer_refused_then_ctrl_c_then_resume(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run the resumed ones must equal."""
+    ref = tmp_path_factory.mktemp("faults") / "reference"
+    threads = torch.get_num_threads()
+    assert main(_cmd(ref, *STEPS)) == 0
+    torch.set_num_threads(threads)
+    return ref
+
+
+def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int, str, float]:
+    """Start training in a subprocess, send `sig` at a random moment after the first checkpoint, then
+    resume in-process. Returns (run dir, step of last.ckpt at the interruption, stderr, time of the signal)."""
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
-    steps = ["train.max_steps=400", "train.val_every=5"]
-    proc = _start(out, *steps)
+    last = partial / "checkpoints" / "last.ckpt"
+    proc = _start(out, *STEPS)
     try:
-        _wait_for(partial / "checkpoints" / "last.ckpt", proc)
-
-        # a second process training into the same output directory: refused, the first one's files untouched
-        before = sorted(p.name for p in (partial / "checkpoints").iterdir())
-        capsys.readouterr()
-        assert main(_cmd(out, *steps)) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: output ") and "another process is training into it" in err, err
-        assert len(err.strip().splitlines()) == 1
-        assert (partial / "checkpoints" / "last.ckpt").is_file() and proc.poll() is None
-        assert set(before) <= {p.name for p in (partial / "checkpoints").iterdir()}
-
-        # Ctrl-C: last.ckpt saved, the run stays RUN.partial with an INCOMPLETE marker
-        proc.send_signal(signal.SIGINT)
+        _wait_for(last, proc)
+        time.sleep(random.uniform(0, 0.5))  # a random step after the first checkpoint
+        signalled = time.time()
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err[-2000:]
-    assert "rerun with --resume" in err
+    if proc.returncode == 0:
+        pytest.skip("training finished before the signal landed (machine too fast for this test)")
     assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists()
-    interrupted_at = _step(partial / "checkpoints" / "last.ckpt")
-    assert 0 < interrupted_at < 400
+    step = _step(last)
+    assert 0 < step < 60
+    mtime = last.stat().st_mtime
+    capsys.readouterr()
+    assert main([*_cmd(out, *STEPS), "--resume"]) == 0, capsys.readouterr().err
+    assert out.is_dir() and not partial.exists() and not (out / "INCOMPLETE").exists()
+    assert not (out / ".lock").exists()
+    return out, step, err, mtime - signalled, proc.returncode
 
-    # --resume finishes (cut the budget so it ends a few steps later)
-    assert main([*_cmd(out, f"train.max_steps={interrupted_at + 5}", "train.val_every=5"), "--resume"]) == 0
-    assert _metrics(out)["steps"] == interrupted_at + 5
-    assert not partial.exists() and not (out / "INCOMPLETE").exists() and not (out / ".lock").exists()
+
+def _assert_same_as(reference: Path, run: Path, step: int) -> None:
+    a, b = _metrics(reference), _metrics(run)
+    assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, f"resumed from step {step}"
+    assert (reference / "test.hyp").read_text() == (run / "test.hyp").read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, reference):
+    run, step, _, _, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    _assert_same_as(reference, run, step)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_last_ckpt_marks_incomplete_and_resume_equals_an_uninterrupted_run(
+    tmp_path, capsys, reference
+):
+    run, step, err, saved_after_signal, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGINT)
+    assert status == 130, err[-2000:]
+    assert "interrupted" in err and "rerun with --resume" in err
+    assert saved_after_signal >= 0  # SignalCheckpoint wrote last.ckpt at the step reached, not only validation
+    _assert_same_as(reference, run, step)
+
+
+@pytest.mark.slow
+def test_second_trainer_into_the_same_output_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    partial = tmp_path / "run.partial"
+    steps = ["train.max_steps=2000", "train.val_every=5"]
+    proc = _start(out, *steps)
+    try:
+        _wait_for(partial / "checkpoints" / "last.ckpt", proc)
+        before = sorted(p.name for p in (partial / "checkpoints").iterdir())
+        capsys.readouterr()
+        assert main(_cmd(out, *steps)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: output {out}: another process is training into it"), err
+        assert len(err.strip().splitlines()) == 1
+        # the first one is still training and its files are untouched
+        assert proc.poll() is None and (partial / "INCOMPLETE").is_file()
+        assert set(before) <= {p.name for p in (partial / "checkpoints").iterdir()}
+        assert (partial / "config.yaml").is_file()
+    finally:
+        proc.kill()
+        proc.communicate()
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
@@ -317,3 +341,32 @@ def test_disk_full_in_the_file_write_of_a_checkpoint_keeps_the_previous_one(tmp_
         "best.ckpt",
         "last.ckpt",
     ]  # no half-written leftovers
+
+
+def test_batch_sampler_resumes_mid_epoch_and_reshuffles_every_epoch():
+    """The two data-order fixes behind the bit-exact resume, without training."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    from harness.data.datamodule import BucketBatchSampler
+
+    lengths = [1 + i % 7 for i in range(100)]
+    first = BucketBatchSampler(lengths, 8, False, True, seed=5)
+    it = iter(first)
+    seen = [next(it) for _ in range(4)]
+    state = first.state_dict()
+    assert state == {"epoch": 0, "position": 4}
+    rest = list(it)
+
+    resumed = BucketBatchSampler(lengths, 8, False, True, seed=5)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(0)  # Lightning sets the (same) epoch again after restoring
+    assert list(resumed) == rest and seen + rest == first._make(0)
+
+    # Lightning finds set_epoch through DataLoader.batch_sampler.sampler: a new epoch, a new order
+    loader = DataLoader(list(range(100)), batch_sampler=BucketBatchSampler(lengths, 8, False, True, seed=5))
+    epoch0 = list(loader.batch_sampler)
+    _set_sampler_epoch(loader, 1)
+    epoch1 = list(loader.batch_sampler)
+    assert loader.batch_sampler.epoch == 1 and epoch1 != epoch0
+    assert epoch1 == BucketBatchSampler(lengths, 8, False, True, seed=5)._make(1)

@@ -46,7 +46,9 @@ def test_rnn_terms_by_hand():
     # LSTM has 4 gates; a bidirectional layer counts twice
     lstm = rnn_terms("enc", "encoder", "src", "lstm", 4, 2, dirs=2)
     assert [t.flops(0) for t in lstm] == [2 * 2 * 4 * 8, 2 * 2 * 2 * 8]
-    assert lstm[0].rows == "BS" and lstm[1].rows == "B"  # input projection over the sequence, recurrence per step
+    assert (
+        lstm[0].rows == "BS" and lstm[1].rows == "B"
+    )  # input projection over the sequence, recurrence per step
 
 
 def test_attention_terms_scale_with_source_length():
@@ -61,13 +63,22 @@ def test_attention_terms_scale_with_source_length():
 
 def test_bahdanau_flops_by_hand():
     # E=4, H=6, encoder 3/direction (key 6), maxout 2, V=10; S=5 source tokens, T=4 target tokens (+</s>)
-    m = ModelConfig(arch="bahdanau", score="additive", emb_size=4, hidden_size=6, enc_hidden_size=3, maxout_size=2)
+    m = ModelConfig(
+        arch="bahdanau", score="additive", emb_size=4, hidden_size=6, enc_hidden_size=3, maxout_size=2
+    )
     f = flops_per_target_token(model_matmuls(m, 10), avg_src=5, avg_tgt=4)
     src = 2 * (2 * 4 * 9 + 2 * 3 * 9) + 2 * 6 * 6  # biGRU + U h̄ = 324 per source token
-    tgt = (72 + 60 + 60  # attention: W q, vᵀ tanh over 5 positions, context
-           + 2 * 10 * 18 + 2 * 6 * 18  # GRUCell: input [E y; c] = 10, hidden 6
-           + 2 * 6 * 4 + 2 * 4 * 4 + 2 * 6 * 4  # maxout U_o, V_o, C_o (2 × 2 units)
-           + 2 * 2 * 10)  # generator
+    tgt = (
+        72
+        + 60
+        + 60  # attention: W q, vᵀ tanh over 5 positions, context
+        + 2 * 10 * 18
+        + 2 * 6 * 18  # GRUCell: input [E y; c] = 10, hidden 6
+        + 2 * 6 * 4
+        + 2 * 4 * 4
+        + 2 * 6 * 4  # maxout U_o, V_o, C_o (2 × 2 units)
+        + 2 * 2 * 10
+    )  # generator
     assert f["forward"] == pytest.approx(tgt + src * 5 / 4)
     assert f["train"] == pytest.approx(3 * f["forward"])
     assert sum(f["by_part"].values()) == pytest.approx(f["forward"])
@@ -103,14 +114,23 @@ def test_flop_model_matches_torch_flop_counter(arch, score, extra, bridge):
 
 @pytest.mark.parametrize("preset_arch", ["seq2seq", "seq2seq_attn", "bahdanau", "luong", "gnmt"])
 def test_every_arch_has_a_flop_model(preset_arch):
-    m = ModelConfig(arch=preset_arch, score="none" if preset_arch == "seq2seq" else "general",
-                    emb_size=8, hidden_size=8, enc_layers=2, dec_layers=2)
+    m = ModelConfig(
+        arch=preset_arch,
+        score="none" if preset_arch == "seq2seq" else "general",
+        emb_size=8,
+        hidden_size=8,
+        enc_layers=2,
+        dec_layers=2,
+    )
     f = flops_per_target_token(model_matmuls(m, 20), 7, 8)
     assert f["forward"] > 0 and set(f["by_part"]) <= {"encoder", "attention", "decoder", "output"}
 
 
 def test_compute_limit_runs_at_tiny_shapes():
-    terms = [Matmul("generator", "output", "tgt", 4, 8, "BT"), Matmul("ctx", "attention", "tgt", "S", 4, batched=True)]
+    terms = [
+        Matmul("generator", "output", "tgt", 4, 8, "BT"),
+        Matmul("ctx", "attention", "tgt", "S", 4, batched=True),
+    ]
     out = compute_limit(terms, B=2, avg_src=3, avg_tgt=2, min_time=0.001)
     assert out["tokens_per_sec"] > 0
     assert [s["shape"] for s in out["shapes"]] == ["(4×4)·(4×8)", "(2×3)·(3×4) bmm"]
@@ -120,17 +140,35 @@ def test_compute_limit_runs_at_tiny_shapes():
 # ------------------------------------------------------------------------------------------ rendering / JSON
 def _fake_doc():
     result = {
-        "preset": "bahdanau2015", "params": 1234567,
+        "preset": "bahdanau2015",
+        "params": 1234567,
         "train": {"tokens_per_sec_median": 1000.0, "tokens_per_sec_min": 900.0, "tokens_per_sec_max": 1100.0},
         "flops": {"train": 4.0e7, "forward": 4.0e7 / 3, "by_part": {}},
-        "compute_limit_tokens_per_sec": 4000.0, "peak_rss_mb_train": 812.4,
-        "decode": {"greedy": {"sentences_per_sec": 150.0, "length_ratio": 0.97, "bleu": 12.3},
-                   "beam5": {"sentences_per_sec": 40.0, "length_ratio": 0.95, "bleu": 13.0}},
+        "compute_limit_tokens_per_sec": 4000.0,
+        "peak_rss_mb_train": 812.4,
+        "decode": {
+            "greedy": {"sentences_per_sec": 150.0, "length_ratio": 0.97, "bleu": 12.3},
+            "beam5": {"sentences_per_sec": 40.0, "length_ratio": 0.95, "bleu": 13.0},
+        },
     }
-    return {"machine": {"cpu": "test cpu", "threads": 2, "torch": "2.13.0", "load_start": "0.1", "load_end": "0.2"},
-            "settings": {"warmup": 5, "repeats": 3, "steps": 30, "decode_sentences": 500,
-                         "decode_split": "test_2016_flickr", "batch_size": 64},
-            "results": [result, {"preset": "gnmt2016", "error": "worker exited with status 1"}]}
+    return {
+        "machine": {
+            "cpu": "test cpu",
+            "threads": 2,
+            "torch": "2.13.0",
+            "load_start": "0.1",
+            "load_end": "0.2",
+        },
+        "settings": {
+            "warmup": 5,
+            "repeats": 3,
+            "steps": 30,
+            "decode_sentences": 500,
+            "decode_split": "test_2016_flickr",
+            "batch_size": 64,
+        },
+        "results": [result, {"preset": "gnmt2016", "error": "worker exited with status 1"}],
+    }
 
 
 def test_render_bench_table():
@@ -152,12 +190,25 @@ def test_write_bench(tmp_path):
 
 def test_render_peers_table_ratios():
     def res(tps, rss, g, b, bleu):
-        return {"train_tokens_per_sec": tps, "peak_rss_mb": rss, "params": 100, "train_wall_s": 10.0,
-                "greedy": {"sentences_per_sec": g, "bleu": bleu}, "beam5": {"sentences_per_sec": b, "bleu": bleu}}
+        return {
+            "train_tokens_per_sec": tps,
+            "peak_rss_mb": rss,
+            "params": 100,
+            "train_wall_s": 10.0,
+            "greedy": {"sentences_per_sec": g, "bleu": bleu},
+            "beam5": {"sentences_per_sec": b, "bleu": bleu},
+        }
 
-    doc = {"machine": {}, "settings": {"steps": 200, "differences": "none"}, "reference": {},
-           "results": {"harness": res(1000, 800, 100, 30, 20), "opennmt": res(2000, 1600, 200, 60, 25),
-                       "joeynmt": {"error": "joeynmt train failed"}}}
+    doc = {
+        "machine": {},
+        "settings": {"steps": 200, "differences": "none"},
+        "reference": {},
+        "results": {
+            "harness": res(1000, 800, 100, 30, 20),
+            "opennmt": res(2000, 1600, 200, 60, 25),
+            "joeynmt": {"error": "joeynmt train failed"},
+        },
+    }
     md = render_peers_table(doc)
     row = next(line for line in md.splitlines() if line.startswith("| train target tok/s"))
     assert row == "| train target tok/s | 1,000 | 2,000 | – | 0.50× | – |"
@@ -165,20 +216,26 @@ def test_render_peers_table_ratios():
     assert "joeynmt: error: joeynmt train failed" in md
 
 
-# ------------------------------------------------------------------------------------------ peers: logs, configs
+# ------------------------------------------------------------------------------------- peers: logs, configs
 def test_parse_toolkit_logs():
-    onmt = ["[2026-11-26 10:50:01,000 INFO] * number of parameters: 12345678",
-            "[2026-11-26 10:50:10,000 INFO] Step 50/  200; acc: 10.1; ppl: 400.2; xent: 6.0; lr: 0.00100; "
-            "sents:    3200; bsz:   13/  14/ 1; 1623/1834 tok/s;     25 sec;",
-            "[...] Step 100/  200; acc: 20.1; ppl: 100.2; xent: 4.6; lr: 0.00100; sents: 3200; bsz: 13/ 14/ 1; "
-            "1700/2000 tok/s;     50 sec;",
-            "[...] Total translation time (s): 3.4"]
+    onmt = [
+        "[2026-11-26 10:50:01,000 INFO] * number of parameters: 12345678",
+        "[2026-11-26 10:50:10,000 INFO] Step 50/  200; acc: 10.1; ppl: 400.2; xent: 6.0; lr: 0.00100; "
+        "sents:    3200; bsz:   13/  14/ 1; 1623/1834 tok/s;     25 sec;",
+        "[...] Step 100/  200; acc: 20.1; ppl: 100.2; xent: 4.6; lr: 0.00100; sents: 3200; bsz: 13/ 14/ 1; "
+        "1700/2000 tok/s;     50 sec;",
+        "[...] Total translation time (s): 3.4",
+    ]
     assert window_rates(onmt, ONMT_STEP, 3) == [1834.0, 2000.0]
     assert after_warmup(window_rates(onmt, ONMT_STEP, 3)) == 2000.0  # the first window is warm-up
     assert last_float(onmt, ONMT_TIME) == 3.4 and last_float(onmt, ONMT_PARAMS) == 12345678
-    joey = ["2026-11-26 10:50:00,000 - INFO - joeynmt.training - Total params: 9876543",
-            "... Epoch   1, Step:       50, Batch Loss:   123.4, Batch Acc: 0.12, Tokens per Sec:     1160, Lr: 0.001000",
-            "... Generation took 0.0123[sec].", "... Generation took 14.2500[sec]."]
+    joey = [
+        "2026-11-26 10:50:00,000 - INFO - joeynmt.training - Total params: 9876543",
+        "... Epoch   1, Step:       50, Batch Loss:   123.4, Batch Acc: 0.12, "
+        "Tokens per Sec:     1160, Lr: 0.001000",
+        "... Generation took 0.0123[sec].",
+        "... Generation took 14.2500[sec].",
+    ]
     assert window_rates(joey, JOEY_STEP, 2) == [1160.0]
     assert after_warmup([1160.0]) == 1160.0 and after_warmup([]) is None
     assert last_float(joey, JOEY_TIME) == 14.25 and last_float(joey, JOEY_PARAMS) == 9876543

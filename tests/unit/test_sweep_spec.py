@@ -175,3 +175,23 @@ def test_mask_url_and_unreachable_storage():
     assert "s3cret" not in str(e.value) and "bob:***@127.0.0.1:1" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(HarnessError, match="expected sqlite"):
         open_storage("redis://localhost")
+
+
+def test_overrides_may_follow_the_options():
+    """`make sweep ARGS="data.name=multi30k"` puts the overrides after --study/--workers."""
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "sweep",
+            "sweeps/x.yaml",
+            "model.dropout=0.1",
+            "--study",
+            "s",
+            "data.name=multi30k",
+            "--workers",
+            "2",
+        ]
+    )
+    assert args.spec == "sweeps/x.yaml" and args.study == "s" and args.workers == 2
+    assert args.overrides == ["model.dropout=0.1", "data.name=multi30k"]
