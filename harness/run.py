@@ -99,7 +99,9 @@ class RunDir:
         except BlockingIOError:
             self._lock.close()
             self._lock = None
-            raise HarnessError(f"output {self.final}: another process is training into it (lock {self.partial / '.lock'})")
+            raise HarnessError(
+                f"output {self.final}: another process is training into it (lock {self.partial / '.lock'})"
+            ) from None
         if not self.resume:
             for child in self.partial.iterdir():
                 if child.name != ".lock":
@@ -186,10 +188,10 @@ def _resume_state_callback():
     class ResumeState(pl.Callback):
         """What Lightning does not put in a checkpoint, so that a resumed run equals an uninterrupted one:
         - the random-number state: torch's global generator (dropout) and the teacher-forcing generator;
-        - the training data position in completed batches (the loader is resumable, harness/data/datamodule.py);
-        - a Ctrl-C that lands between steps: the first Ctrl-C during training stops at the next batch start, before
-          anything of that batch is computed, so SignalCheckpoint saves a consistent last.ckpt; a second Ctrl-C
-          interrupts at once (that checkpoint resumes, but not bit-exactly)."""
+        - the training data position in trained batches (the loader is resumable: harness/data/datamodule.py);
+        - Ctrl-C at a step boundary: the first Ctrl-C during training stops after the current optimizer step
+          (or after the validation due next), so SignalCheckpoint saves a consistent last.ckpt; a second
+          Ctrl-C interrupts at once (that checkpoint resumes, but not bit-exactly)."""
 
         def __init__(self):
             self._module = None
@@ -207,12 +209,12 @@ def _resume_state_callback():
             self._restored = state
 
         def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-            # a checkpoint taken inside a step must not count the batch whose step did not finish: Lightning
-            # runs that batch again on resume, so the data position is the number of completed batches
+            # the data position is the number of batches of this epoch whose step was done (processed):
+            # a batch fetched but not trained on (interrupted inside a step) is fetched again on resume
             loops = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
             for state in loops.get("combined_loader") or []:
                 if "position" in state:
-                    state["position"] = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+                    state["position"] = trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
         def setup(self, trainer, pl_module, stage: str) -> None:
             self._module = pl_module
@@ -232,9 +234,15 @@ def _resume_state_callback():
                 raise KeyboardInterrupt
             self._stop_requested = True
 
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt  # Lightning saves last.ckpt (SignalCheckpoint) and stops
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            # stop right after an optimizer step, where Lightning knows how to resume ("restarted on train
+            # batch end"); not when a validation is due after this batch (Lightning would skip it on resume)
+            if not self._stop_requested:
+                return
+            progress = trainer.fit_loop.epoch_loop.batch_progress
+            every = trainer.val_check_batch
+            if not (isinstance(every, int) and progress.total.ready % every == 0):
+                raise KeyboardInterrupt  # SignalCheckpoint saves last.ckpt, Lightning stops
 
         def _restore_handler(self) -> None:
             if self._previous_handler is not None:
@@ -286,7 +294,8 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_bleu", mode="max",
                                   save_top_k=1, save_last=True, enable_version_counter=False)
         meter = ThroughputMeter()
-        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), _resume_state_callback()] + list(callbacks or [])
+        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), _resume_state_callback()]
+        cbs += list(callbacks or [])
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
         loggers = [CSVLogger(work, name="logs", version="")]

@@ -45,11 +45,12 @@ class Toolkit:
     name: str
     package: str  # pip requirement
     no_deps: bool  # install the package alone, then its requirements except torch
+    extra: tuple[str, ...] = ()  # imported but not declared by the package
 
 
 TOOLKITS = {
     "opennmt": Toolkit("opennmt", "OpenNMT-py==3.5.1", True),
-    "joeynmt": Toolkit("joeynmt", "joeynmt==2.3.0", False),
+    "joeynmt": Toolkit("joeynmt", "joeynmt==2.3.0", False, ("importlib_metadata",)),
 }
 
 REFERENCE = {  # figures quoted in the issue: a 2-core machine, this configuration, 880 steps
@@ -174,7 +175,7 @@ def install(tk: Toolkit, root: Path) -> Path:
     venv = root / tk.name
     python = venv_python(root, tk.name)
     stamp = venv / ".bench-peers-installed"
-    spec = f"{tk.package} {TORCH_PIN}"
+    spec = " ".join([tk.package, TORCH_PIN, *tk.extra])
     if python.is_file() and stamp.is_file() and stamp.read_text().strip() == spec:
         return python
     say(f"installing {tk.package} with {TORCH_PIN} into {venv} (a few minutes) ...")
@@ -198,11 +199,11 @@ def install(tk: Toolkit, root: Path) -> Path:
         ).stdout.split("\n")
         reqs = [r.split(";")[0].strip() for r in reqs if r.strip()]
         check(
-            run_measured(pip + [TORCH_PIN] + reqs, log.with_suffix(".deps.log")),
+            run_measured(pip + [TORCH_PIN, *reqs, *tk.extra], log.with_suffix(".deps.log")),
             f"pip install {' '.join(reqs)}",
         )
     else:
-        check(run_measured(pip + [tk.package, TORCH_PIN], log), f"pip install {tk.package}")
+        check(run_measured(pip + [tk.package, TORCH_PIN, *tk.extra], log), f"pip install {tk.package}")
     version = subprocess.run(
         [str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
     ).stdout.strip()

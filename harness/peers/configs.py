@@ -18,7 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 
 HARNESS_PRESET = "experiments/bahdanau2015_multi30k.yaml"
-LOG_EVERY = 50
+
+
+def log_every(steps: int) -> int:
+    """Log training speed every 50 steps (at least 4 windows for short runs: the first is warm-up)."""
+    return max(1, min(50, steps // 4))
 
 
 def opennmt_config(data: Path, work: Path, steps: int, seed: int = 1) -> dict:
@@ -38,7 +42,7 @@ def opennmt_config(data: Path, work: Path, steps: int, seed: int = 1) -> dict:
         "save_checkpoint_steps": steps,
         "train_steps": steps,
         "valid_steps": 10 * steps + 1000,  # never: no validation during training, as for the others
-        "report_every": LOG_EVERY,
+        "report_every": log_every(steps),
         "seed": seed,
         "encoder_type": "brnn",  # bidirectional: hidden_size / 2 = 256 per direction
         "decoder_type": "rnn",
@@ -116,8 +120,8 @@ def joeynmt_config(
             "normalization": "tokens",
             "updates": steps,
             "epochs": 1000,
-            "logging_freq": LOG_EVERY,
-            "validation_freq": LOG_EVERY * (10 * steps // LOG_EVERY + 20),  # never
+            "logging_freq": log_every(steps),
+            "validation_freq": log_every(steps) * (10 * steps // log_every(steps) + 20),  # never
             "shuffle": True,
             "overwrite": True,
             "keep_best_ckpts": 1,

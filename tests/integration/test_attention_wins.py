@@ -16,7 +16,9 @@ SMALL = [
     "model.emb_size=32", "model.hidden_size=32", "train.max_steps=400", "train.val_every=1000",
     "train.batch_size=32", "train.lr=0.005", "tracking.wandb.mode=disabled", "train.threads=1",
 ]
-EXTRA = {"gnmt2016": ["model.enc_layers=2", "model.dec_layers=2"]}
+# GNMT's decoder starts from a zero state (Wu et al. 2016) and is deeper: it needs more updates before its
+# attention locks on (measured: long-half BLEU 15 at 400 steps, 85 at 1000 steps, 2+2 layers, seed 1)
+EXTRA = {"gnmt2016": ["model.enc_layers=2", "model.dec_layers=2", "train.max_steps=1000"]}
 
 
 def long_half_bleu(preset: str, out) -> float:

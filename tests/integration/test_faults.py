@@ -9,9 +9,13 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
   uninterrupted run drew next. Without it Lightning restarts a mid-epoch checkpoint's epoch from its first
   batch ("dataloader is not resumable" warning) - and Lightning never called BucketBatchSampler.set_epoch
   either (it looks for `set_epoch` on `batch_sampler.sampler`), so every epoch repeated epoch 0's order;
-- the random-number state (dropout, teacher forcing): saved by the RngState callback (harness/run.py).
-So the final steps, val_ppl, val BLEU and test BLEU/chrF equal those of an uninterrupted run.
-Both fixes are needed: without either one the test below fails (checked by reverting each).
+- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/run.py);
+- Ctrl-C: the first one stops training after the current optimizer step (ResumeState), where Lightning's
+  loop counters resume consistently; stopping inside a step (Lightning's default) left the counters one batch
+  apart, so validation ran one batch early after the resume. A second Ctrl-C interrupts at once (that
+  checkpoint resumes, but not bit-exactly).
+So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal those of an uninterrupted run
+(the data-order and RNG fixes were each checked by reverting them: the SIGKILL test then fails).
 What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb), and
 logs/metrics.csv, which after a resume holds only the rows logged after it (Lightning's CSVLogger deletes an
 existing metrics.csv when it starts); the W&B run is a new offline run.
@@ -101,9 +105,9 @@ def reference(tmp_path_factory) -> Path:
     return ref
 
 
-def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int, str, float]:
+def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int, str, float, int]:
     """Start training in a subprocess, send `sig` at a random moment after the first checkpoint, then
-    resume in-process. Returns (run dir, step of last.ckpt at the interruption, stderr, time of the signal)."""
+    resume in-process. Returns (run dir, step of last.ckpt, stderr, mtime - signal time, exit status)."""
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
     last = partial / "checkpoints" / "last.ckpt"
@@ -150,7 +154,7 @@ def test_ctrl_c_saves_last_ckpt_marks_incomplete_and_resume_equals_an_uninterrup
     run, step, err, saved_after_signal, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGINT)
     assert status == 130, err[-2000:]
     assert "interrupted" in err and "rerun with --resume" in err
-    assert saved_after_signal >= 0  # SignalCheckpoint wrote last.ckpt at the step reached, not only validation
+    assert saved_after_signal >= 0  # SignalCheckpoint saved last.ckpt at the step reached
     _assert_same_as(reference, run, step)
 
 
