@@ -596,7 +596,10 @@ def reproduce(paper: str, scale: str, output: Path | None = None, workers: int |
                 over = prepare_length_data(out, scale) + over
                 extras["length_counts"] = json.loads((out / "data" / "buckets.json").read_text())["test_per_bucket"]
             study = f"{paper}-{scale}-{spec.stem}" if spec.stem != paper else f"{paper}-{scale}"
-            status = max(status, run_sweep(spec, over, study, runs_dir, workers, quiet))
+            rc = run_sweep(spec, over, study, runs_dir, workers, quiet)
+            if rc == 130:  # Ctrl-C: the studies are kept; the same command resumes them
+                raise KeyboardInterrupt
+            status = max(status, rc)
             runs += run_dirs_of(runs_dir / study)
             if target.aligner:
                 # tiny: a tenth of eflomal's iterations (its default grows as the corpus shrinks)

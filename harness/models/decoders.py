@@ -108,13 +108,29 @@ class LuongDecoder(nn.Module):
         attentional = torch.tanh(self.W_c(torch.cat([context, h_top], dim=-1)))  # h̃_t, eq. (5)
         return self.dropout(attentional), weights
 
+    def _rnn_step(self, x: Tensor, h: Tensor, c: Tensor):  # one step; x (B, I); h, c (B, L, H)
+        """The same stacked RNN (same weights) as `_rnn`, one step at a time through the cell kernels:
+        about 2x faster per step on CPU than calling nn.LSTM on a length-1 sequence (measured)."""
+        hs, cs = [], []
+        for k in range(self.layers):
+            w = [getattr(self.rnn, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if self.cell == "lstm":
+                hk, ck = torch.lstm_cell(x, (h[:, k], c[:, k]), *w)
+                cs.append(ck)
+            else:
+                hk = torch.gru_cell(x, h[:, k], *w)
+            hs.append(hk)
+            # nn.LSTM/GRU apply dropout to every layer's output but the last
+            x = nn.functional.dropout(hk, self.rnn.dropout, self.training) if k < self.layers - 1 else hk
+        return x, torch.stack(hs, 1), (torch.stack(cs, 1) if cs else c)
+
     def step(self, y_prev: Tensor, state, memory: Memory, t: int):
         h, c, feed = state
         x = self.dropout(self.embedding(y_prev))  # (B, E)
         if self.input_feeding:
             x = torch.cat([x, feed], dim=-1)
-        out, h, c = self._rnn(x.unsqueeze(1), h, c)
-        attentional, weights = self._attend(self.dropout(out[:, 0]), memory, t)
+        out, h, c = self._rnn_step(x, h, c)
+        attentional, weights = self._attend(self.dropout(out), memory, t)
         return attentional, (h, c, attentional), weights
 
     def forward(self, tgt_in: Tensor, memory: Memory, state):
