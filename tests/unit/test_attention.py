@@ -17,15 +17,6 @@ IDS = [f"{n}-{s}" for n, s in SCORE_VARIANTS]
 H = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _attention(name: str, sharpening: float = 0.0, attention_type: str = "global", window: int = 2):
     cfg = ModelConfig(max_positions=16, cosine_sharpening=sharpening, window=window)
     return build_attention(name, attention_type, H, H, cfg)

@@ -30,15 +30,6 @@ def combos() -> list[tuple[str, str, str]]:
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 COMBOS = combos()
 COMBO_IDS = ["-".join(c) for c in COMBOS]
 

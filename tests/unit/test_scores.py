@@ -28,15 +28,6 @@ QUERY = [10.0, 5.0, 10.0]
 KEYS = [[0.0, 1.0, 1.0], [5.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 5.0, 1.0]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _example():
     query = torch.tensor([QUERY])  # (1, 3)
     keys = torch.tensor([KEYS])  # (1, 4, 3)

@@ -30,15 +30,6 @@ from harness.search import (
 V_SRC, V_TGT = 12, 14
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # every architecture, with attention (every score function at least once, every attention type) and without
 MODELS = [
     ("seq2seq", "none", "global"),
