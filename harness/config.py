@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -182,8 +183,14 @@ def _resolve(cls, f):
     return typing.get_type_hints(cls)[f.name]
 
 
+@functools.cache
+def _all_keys() -> tuple[str, ...]:
+    return tuple(_keys(ExperimentConfig))
+
+
 def all_keys() -> list[str]:
-    return _keys(ExperimentConfig)
+    """Every dotted config key (cached: the dataclasses do not change at run time)."""
+    return list(_all_keys())
 
 
 def _suggest(key: str, candidates: list[str]) -> str:
