@@ -74,7 +74,9 @@ def _luong_rows() -> list[Row]:
     for att in ("global", "local-m", "local-p"):
         for score in ("location", "dot", "general"):
             before, after = table4.get((att, score), ("not in Table 4", None))
-            rows.append(Row(f"{att} ({score})", {"model.attention_type": att, "model.score": score}, before, after))
+            rows.append(
+                Row(f"{att} ({score})", {"model.attention_type": att, "model.score": score}, before, after)
+            )
     return rows
 
 
@@ -83,12 +85,29 @@ def _alignment_rows() -> list[Row]:
     rows = []
     for data, name in (("hansards_enfr", "Hansards en-fr"), ("europarl_deen", "RWTH de-en")):
         for (att, score), aer in table6.items():
-            rows.append(Row(f"{name}: luong {att} ({score})",
-                            {"data.name": data, "model.arch": "luong", "model.attention_type": att, "model.score": score},
-                            f"AER {aer}" if data == "europarl_deen" else None))
-        rows.append(Row(f"{name}: luong global (general)",
-                        {"data.name": data, "model.arch": "luong", "model.attention_type": "global",
-                         "model.score": "general"}))
+            rows.append(
+                Row(
+                    f"{name}: luong {att} ({score})",
+                    {
+                        "data.name": data,
+                        "model.arch": "luong",
+                        "model.attention_type": att,
+                        "model.score": score,
+                    },
+                    f"AER {aer}" if data == "europarl_deen" else None,
+                )
+            )
+        rows.append(
+            Row(
+                f"{name}: luong global (general)",
+                {
+                    "data.name": data,
+                    "model.arch": "luong",
+                    "model.attention_type": "global",
+                    "model.score": "general",
+                },
+            )
+        )
         rows.append(Row(f"{name}: bahdanau (additive)", {"data.name": data, "model.arch": "bahdanau"}))
     return rows
 
@@ -103,23 +122,37 @@ TARGETS: dict[str, Target] = {
             ["bahdanau2015_rnnsearch50", "bahdanau2015_rnnenc50"],
             "Bahdanau, Cho, Bengio 2015, Table 1 (WMT'14 En->Fr, news-test-2014, tokenized BLEU, column All)",
             [
-                Row("RNNsearch (bahdanau, additive)", {"model.arch": "bahdanau", "model.score": "additive"},
-                    "26.75 (RNNsearch-50)"),
-                Row("RNNencdec (bahdanau, attention off)", {"model.arch": "bahdanau", "model.score": "none"},
-                    "17.82 (RNNencdec-50)"),
-                Row("seq2seq (Sutskever 2014, reversed)", {"model.arch": "seq2seq"},
-                    "30.59 (Sutskever 2014 Table 1, single reversed LSTM, beam 12, own data)"),
+                Row(
+                    "RNNsearch (bahdanau, additive)",
+                    {"model.arch": "bahdanau", "model.score": "additive"},
+                    "26.75 (RNNsearch-50)",
+                ),
+                Row(
+                    "RNNencdec (bahdanau, attention off)",
+                    {"model.arch": "bahdanau", "model.score": "none"},
+                    "17.82 (RNNencdec-50)",
+                ),
+                Row(
+                    "seq2seq (Sutskever 2014, reversed)",
+                    {"model.arch": "seq2seq"},
+                    "30.59 (Sutskever 2014 Table 1, single reversed LSTM, beam 12, own data)",
+                ),
             ],
             ["multi30k"],
             unk_replace=True,
-            paper_note="Bahdanau et al. do not replace unknown words; Luong et al. 2015 report +1.2 to +1.9 BLEU.",
+            paper_note="Bahdanau et al. do not replace unknown words; Luong et al. 2015 report +1.2 to +1.9.",
         ),
         Target(
             "luong2015",
             "Luong et al. 2015: attention type x score function (Table 4)",
             ["luong2015"],
-            ["luong2015_global_location", "luong2015_global_dot", "luong2015_global_general",
-             "luong2015_localm_general", "luong2015_localp_general"],
+            [
+                "luong2015_global_location",
+                "luong2015_global_dot",
+                "luong2015_global_general",
+                "luong2015_localm_general",
+                "luong2015_localp_general",
+            ],
             "Luong, Pham, Manning 2015, Table 4 (WMT'14 En->De, newstest2014, tokenized BLEU; after unk "
             "replacement in the second column)",
             _luong_rows(),
@@ -140,7 +173,7 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             "alignment",
-            "Attention as word alignment: AER on human gold vs a statistical aligner (Luong et al. 2015, Table 6)",
+            "Attention as word alignment: AER on human gold vs a statistical aligner (Luong 2015, Table 6)",
             ["alignment_hansards", "alignment_europarl"],
             [],
             "Luong, Pham, Manning 2015, Table 6 (RWTH de-en gold, 508 sentences; Berkeley aligner 0.32)",
@@ -156,14 +189,26 @@ TARGETS: dict[str, Target] = {
             "Bahdanau, Cho, Bengio 2015, Fig. 2 (qualitative: RNNencdec degrades with length, RNNsearch-50 "
             "does not up to 50+ words)",
             [
-                Row("RNNsearch-30 (bahdanau, trained <= 30)", {"model.arch": "bahdanau", "data.max_len": 30},
-                    "below RNNsearch-50, above RNNencdec-50"),
-                Row("RNNsearch-50 (bahdanau, trained <= 50)", {"model.arch": "bahdanau", "data.max_len": 50},
-                    "no drop up to 50+ words"),
-                Row("seq2seq-30 (no attention, trained <= 30)", {"model.arch": "seq2seq", "data.max_len": 30},
-                    "drops sharply with length"),
-                Row("seq2seq-50 (no attention, trained <= 50)", {"model.arch": "seq2seq", "data.max_len": 50},
-                    "drops with length"),
+                Row(
+                    "RNNsearch-30 (bahdanau, trained <= 30)",
+                    {"model.arch": "bahdanau", "data.max_len": 30},
+                    "below RNNsearch-50, above RNNencdec-50",
+                ),
+                Row(
+                    "RNNsearch-50 (bahdanau, trained <= 50)",
+                    {"model.arch": "bahdanau", "data.max_len": 50},
+                    "no drop up to 50+ words",
+                ),
+                Row(
+                    "seq2seq-30 (no attention, trained <= 30)",
+                    {"model.arch": "seq2seq", "data.max_len": 30},
+                    "drops sharply with length",
+                ),
+                Row(
+                    "seq2seq-50 (no attention, trained <= 50)",
+                    {"model.arch": "seq2seq", "data.max_len": 50},
+                    "drops with length",
+                ),
             ],
             ["hansards_enfr"],
             length_data=True,
@@ -211,8 +256,11 @@ def run_dirs_of(study_dir: Path) -> list[Path]:
     trials = study_dir / "trials"
     if not trials.is_dir():
         return []
-    dirs = [d for d in trials.iterdir() if d.is_dir() and not d.name.endswith(".partial")
-            and (d / "metrics.json").is_file()]
+    dirs = [
+        d
+        for d in trials.iterdir()
+        if d.is_dir() and not d.name.endswith(".partial") and (d / "metrics.json").is_file()
+    ]
     return sorted(dirs, key=lambda d: int(d.name) if d.name.isdigit() else 10**9)
 
 
@@ -235,7 +283,17 @@ def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, work
         return run_spec_directly(spec, overrides, study, runs_dir, quiet)
     from harness.cli import build_parser
 
-    argv = ["sweep", str(spec), *overrides, "--study", study, "--reports", str(runs_dir), "--workers", str(workers)]
+    argv = [
+        "sweep",
+        str(spec),
+        *overrides,
+        "--study",
+        study,
+        "--reports",
+        str(runs_dir),
+        "--workers",
+        str(workers),
+    ]
     if quiet:
         argv.append("--quiet")
     args = build_parser().parse_args(argv)
@@ -243,7 +301,7 @@ def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, work
 
 
 def run_spec_directly(spec: Path, overrides: list[str], study: str, runs_dir: Path, quiet: bool) -> int:
-    """Without harness.sweep: every grid point x seed of the spec, trained in a loop with harness.run.train."""
+    """Without harness.sweep: every grid point x seed of the spec, trained in a loop by harness.run.train."""
     import itertools
 
     from harness.config import parse_overrides
@@ -291,10 +349,10 @@ def run_paper_configs(target: Target, runs_dir: Path, overrides: list[str], quie
 def prepare_length_data(out_dir: Path, scale: str) -> list[str]:
     """Write the `length` target's train/val/test files (Hansards en-fr) and return the data overrides.
 
-    Training: the first N pairs of train.{en,fr}.gz (the length filter data.max_len applies at training time).
-    Test: from the next `pool` lines (held out), the first `per_bucket` pairs of each source-length bucket in
-    LENGTH_BUCKETS (words of the English side), so long sentences are represented. Val: other held-out pairs of
-    <= 50 words.
+    Training: the first N pairs of train.{en,fr}.gz (data.max_len filters them at training time).
+    Test: from the next `pool` lines (held out), the first `per_bucket` pairs of each source-length bucket
+    in LENGTH_BUCKETS (words of the English side), so long sentences are represented. Val: other held-out
+    pairs of <= 50 words.
     """
     from harness.data.corpora import read_lines
 
@@ -319,8 +377,15 @@ def prepare_length_data(out_dir: Path, scale: str) -> list[str]:
     for split, idx in files.items():
         for lang, lines in (("en", en), ("fr", fr)):
             atomic_write_text(folder / f"{split}.{lang}", "".join(lines[i] + "\n" for i in idx))
-    write_json(folder / "buckets.json", {"buckets": LENGTH_BUCKETS, "test_per_bucket": counts,
-                                         "train_pairs": train_n, "pool": [pool.start, pool.stop]})
+    write_json(
+        folder / "buckets.json",
+        {
+            "buckets": LENGTH_BUCKETS,
+            "test_per_bucket": counts,
+            "train_pairs": train_n,
+            "pool": [pool.start, pool.stop],
+        },
+    )
     return [f"data.{split}_prefix={folder / split}" for split in files]
 
 
@@ -371,24 +436,32 @@ def unk_replace_effect(run_dir: Path) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ aligner
-def aligner_baseline(spec: Path, overrides: list[str], out_dir: Path, aligner: str | None = None,
-                     rel_iterations: float = 1.0) -> dict:
+def aligner_baseline(
+    spec: Path, overrides: list[str], out_dir: Path, aligner: str | None = None, rel_iterations: float = 1.0
+) -> dict:
     """The statistical aligner on the spec's training text + its gold test sentences (concatenated, so the
     test sentences are aligned with everything learned from the training text), scored on the gold."""
     from harness.aligners import align, available_aligner, symmetrize
     from harness.config import parse_overrides
+    from harness.data.alignments import Alignment, write_pharaoh
     from harness.data.corpora import load_corpus
-    from harness.data.alignments import write_pharaoh, Alignment
     from harness.metrics.alignment import alignment_scores
 
     raw = read_yaml(spec)
-    cfg = load_config(PROJECT_ROOT / raw["base"], {**(raw.get("overrides") or {}), **parse_overrides(overrides)})
+    cfg = load_config(
+        PROJECT_ROOT / raw["base"], {**(raw.get("overrides") or {}), **parse_overrides(overrides)}
+    )
     aligner = aligner or available_aligner()
     corpus = load_corpus(cfg.data)
     train, test = corpus.splits["train"], corpus.splits[corpus.test_split]
     cache = out_dir / "aligner" / f"{cfg.data.name}.json"
-    key = {"aligner": aligner, "train_pairs": len(train.src), "test_pairs": len(test.src),
-           "lowercase": cfg.data.lowercase, "rel_iterations": rel_iterations}
+    key = {
+        "aligner": aligner,
+        "train_pairs": len(train.src),
+        "test_pairs": len(test.src),
+        "lowercase": cfg.data.lowercase,
+        "rel_iterations": rel_iterations,
+    }
     if cache.is_file():
         old = json.loads(cache.read_text())
         if old.get("key") == key:
@@ -401,16 +474,30 @@ def aligner_baseline(spec: Path, overrides: list[str], out_dir: Path, aligner: s
     seconds = time.perf_counter() - t0
     k = len(test.src)
     fwd, rev = fwd[-k:], rev[-k:]
-    methods = {"forward": fwd, "reverse": rev, "intersection": symmetrize(fwd, rev, "intersection"),
-               "grow-diag-final-and": symmetrize(fwd, rev, "grow-diag-final-and")}
+    methods = {
+        "forward": fwd,
+        "reverse": rev,
+        "intersection": symmetrize(fwd, rev, "intersection"),
+        "grow-diag-final-and": symmetrize(fwd, rev, "grow-diag-final-and"),
+    }
     scores = {}
     for method, links in methods.items():
         s = alignment_scores(links, test.gold)
         scores[method] = {"aer": s["aer"], "precision": s["precision"], "recall": s["recall"]}
-        write_pharaoh([Alignment(set(x), set()) for x in links], _mkdir(out_dir / "aligner") /
-                      f"{cfg.data.name}.{method}.align")
-    result = {"key": key, "aligner": name, "data": cfg.data.name, "gold": test.gold_name, "seconds": seconds,
-              "train_pairs": len(train.src), "test_pairs": k, "scores": scores}
+        write_pharaoh(
+            [Alignment(set(x), set()) for x in links],
+            _mkdir(out_dir / "aligner") / f"{cfg.data.name}.{method}.align",
+        )
+    result = {
+        "key": key,
+        "aligner": name,
+        "data": cfg.data.name,
+        "gold": test.gold_name,
+        "seconds": seconds,
+        "train_pairs": len(train.src),
+        "test_pairs": k,
+        "scores": scores,
+    }
     write_json(cache, result)
     return result
 
@@ -438,10 +525,22 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
         items = by_row.get(r.name, [])
         if not items and r.paper is None:
             continue
-        entry = {"configuration": r.name, "runs": len(items), "paper": r.paper, "paper_unk": r.paper_unk,
-                 "run_dirs": [str(p) for p, _, _ in items]}
-        for metric in ("bleu", "chrf", "aer", "alignment_precision", "alignment_recall", "length_drop",
-                       "train_time_s"):
+        entry = {
+            "configuration": r.name,
+            "runs": len(items),
+            "paper": r.paper,
+            "paper_unk": r.paper_unk,
+            "run_dirs": [str(p) for p, _, _ in items],
+        }
+        for metric in (
+            "bleu",
+            "chrf",
+            "aer",
+            "alignment_precision",
+            "alignment_recall",
+            "length_drop",
+            "train_time_s",
+        ):
             mean, std = _mean_std([m.get(metric) for _, _, m in items])
             entry[metric] = mean
             entry[f"{metric}_std"] = std
@@ -450,7 +549,8 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
             effects = [e for e in effects if e]
             if effects:
                 entry["bleu_unk_replace"], entry["bleu_unk_replace_std"] = _mean_std(
-                    [e["bleu_unk_replace"] for e in effects])
+                    [e["bleu_unk_replace"] for e in effects]
+                )
                 entry["unk_delta"], entry["unk_delta_std"] = _mean_std([e["delta"] for e in effects])
                 entry["unk_tokens"] = sum(e["unk_tokens"] for e in effects) / len(effects)
         if target.length_data:
@@ -465,65 +565,110 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
 
 def render_markdown(target: Target, scale: str, summary: dict, extras: dict, meta: dict) -> str:
     lines = [f"# Reproduction: {target.title} ({scale} scale)", ""]
-    lines += [f"Paper numbers: {target.source}. They are quoted as reported (the papers' data, model sizes and "
-              "tokenized BLEU); ours are sacreBLEU on detokenized text at the scale below, so compare directions and "
-              "gaps, not absolute values.", ""]
-    lines += [f"- specs: {', '.join(meta['specs'])}", f"- expected time: {meta['expected_time']}",
-              f"- wall time of this invocation: {meta['wall_s']:.0f} s", f"- runs: {meta['n_runs']}", ""]
+    lines += [
+        f"Paper numbers: {target.source}. They are quoted as reported (the papers' data, model sizes and "
+        "tokenized BLEU); ours are sacreBLEU on detokenized text at the scale below, so compare directions "
+        "and gaps, not absolute values.",
+        "",
+    ]
+    lines += [
+        f"- specs: {', '.join(meta['specs'])}",
+        f"- expected time: {meta['expected_time']}",
+        f"- wall time of this invocation: {meta['wall_s']:.0f} s",
+        f"- runs: {meta['n_runs']}",
+        "",
+    ]
     rows = summary["rows"]
     has_aer = any(r.get("aer") is not None for r in rows)
-    head = ["configuration", "runs", "BLEU (ours)"] + (["AER (ours)", "P", "R"] if has_aer else []) + ["paper"]
+    head = (
+        ["configuration", "runs", "BLEU (ours)"] + (["AER (ours)", "P", "R"] if has_aer else []) + ["paper"]
+    )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["configuration"], str(r["runs"]), _fmt(r["bleu"], r["bleu_std"])]
         if has_aer:
-            cells += [_fmt(r["aer"], r["aer_std"], 3), _fmt(r["alignment_precision"], None, 3),
-                      _fmt(r["alignment_recall"], None, 3)]
+            cells += [
+                _fmt(r["aer"], r["aer_std"], 3),
+                _fmt(r["alignment_precision"], None, 3),
+                _fmt(r["alignment_recall"], None, 3),
+            ]
         cells.append(r["paper"] or "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if target.unk_replace:
-        lines += ["## Unknown-word replacement (Luong et al. 2015 §4)", "",
-                  "Each attention run's test hypotheses decoded once; every `<unk>` then replaced by the source "
-                  "word with the highest attention weight (decode.unk_replace, harness/evaluate.py "
-                  "replace_unknowns). " + target.paper_note, "",
-                  "| configuration | BLEU | BLEU + unk replace | delta | <unk> per run | paper before -> after |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## Unknown-word replacement (Luong et al. 2015 §4)",
+            "",
+            "Each attention run's test hypotheses decoded once; every `<unk>` then replaced by the source "
+            "word with the highest attention weight (decode.unk_replace, harness/evaluate.py "
+            "replace_unknowns). " + target.paper_note,
+            "",
+            "| configuration | BLEU | BLEU + unk replace | delta | <unk> per run | paper before -> after |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
             if r.get("bleu_unk_replace") is None:
                 continue
             paper = f"{r['paper']} -> {r['paper_unk']}" if r.get("paper_unk") else "-"
-            lines.append(f"| {r['configuration']} | {_fmt(r['bleu'], r['bleu_std'])} | "
-                         f"{_fmt(r['bleu_unk_replace'], r['bleu_unk_replace_std'])} | "
-                         f"{_fmt(r['unk_delta'], r['unk_delta_std'])} | {r['unk_tokens']:.0f} | {paper} |")
+            lines.append(
+                f"| {r['configuration']} | {_fmt(r['bleu'], r['bleu_std'])} | "
+                f"{_fmt(r['bleu_unk_replace'], r['bleu_unk_replace_std'])} | "
+                f"{_fmt(r['unk_delta'], r['unk_delta_std'])} | {r['unk_tokens']:.0f} | {paper} |"
+            )
         lines.append("")
     if target.aligner:
-        lines += ["## Statistical aligner baseline", "",
-                  "Trained on the same training text + the gold test sentences (concatenated), scored on the gold "
-                  "test sentences (harness/aligners.py).", "",
-                  "| data | aligner | links | AER | P | R | seconds |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Statistical aligner baseline",
+            "",
+            "Trained on the same training text + the gold test sentences (concatenated), scored on the gold "
+            "test sentences (harness/aligners.py).",
+            "",
+            "| data | aligner | links | AER | P | R | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for res in extras.get("aligner", []):
             for method, s in res["scores"].items():
-                lines.append(f"| {res['data']} ({res['test_pairs']} gold, {res['train_pairs']} train) | "
-                             f"{res['aligner']} | {method} | {s['aer']:.3f} | {s['precision']:.3f} | "
-                             f"{s['recall']:.3f} | {res['seconds']:.0f} |")
-        lines += ["", "Paper (Luong 2015 Table 6, RWTH de-en): attention 0.34-0.39, Berkeley aligner 0.32.", ""]
+                lines.append(
+                    f"| {res['data']} ({res['test_pairs']} gold, {res['train_pairs']} train) | "
+                    f"{res['aligner']} | {method} | {s['aer']:.3f} | {s['precision']:.3f} | "
+                    f"{s['recall']:.3f} | {res['seconds']:.0f} |"
+                )
+        lines += [
+            "",
+            "Paper (Luong 2015 Table 6, RWTH de-en): attention 0.34-0.39, Berkeley aligner 0.32.",
+            "",
+        ]
     if target.length_data:
         buckets = [f"{lo}-{hi}" for lo, hi in LENGTH_BUCKETS]
-        lines += ["## BLEU by source length (words)", "", f"Test pairs per bucket: {extras.get('length_counts')}", ""]
-        keys = sorted({b for r in rows for b in (r.get("by_length") or {})},
-                      key=lambda b: float(re.findall(r"[0-9]+", str(b))[0]) if re.findall(r"[0-9]+", str(b)) else 0)
-        lines += ["| configuration | " + " | ".join(map(str, keys)) + " | paper (Fig. 2) |",
-                  "|" + "---|" * (len(keys) + 2)]
+        lines += [
+            "## BLEU by source length (words)",
+            "",
+            f"Test pairs per bucket: {extras.get('length_counts')}",
+            "",
+        ]
+        keys = sorted(
+            {b for r in rows for b in (r.get("by_length") or {})},
+            key=lambda b: float(re.findall(r"[0-9]+", str(b))[0]) if re.findall(r"[0-9]+", str(b)) else 0,
+        )
+        lines += [
+            "| configuration | " + " | ".join(map(str, keys)) + " | paper (Fig. 2) |",
+            "|" + "---|" * (len(keys) + 2),
+        ]
         for r in rows:
             bl = r.get("by_length") or {}
-            lines.append(f"| {r['configuration']} | " + " | ".join(_fmt(bl.get(k), None) for k in keys)
-                         + f" | {r['paper'] or '-'} |")
+            lines.append(
+                f"| {r['configuration']} | "
+                + " | ".join(_fmt(bl.get(k), None) for k in keys)
+                + f" | {r['paper'] or '-'} |"
+            )
         lines += ["", f"(held-out buckets requested: {', '.join(buckets)})", ""]
     if summary["unmatched_runs"]:
         lines += [f"Runs that match no row: {', '.join(summary['unmatched_runs'])}", ""]
-    lines += ["The full comparison report (leaderboard, significance, plots) is index.html / README.md in this "
-              "folder.", ""]
+    lines += [
+        "The full comparison report (leaderboard, significance, plots) is index.html / README.md in this "
+        "folder.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -549,21 +694,37 @@ def render_report(run_dirs: list[Path], out: Path, title: str, scale: str) -> st
 
 
 # ------------------------------------------------------------------------------------------ command
-def reproduce(paper: str, scale: str, output: Path | None = None, workers: int | None = None,
-              overrides: list[str] | None = None, quiet: bool = False, dry_run: bool = False) -> dict:
+def reproduce(
+    paper: str,
+    scale: str,
+    output: Path | None = None,
+    workers: int | None = None,
+    overrides: list[str] | None = None,
+    quiet: bool = False,
+    dry_run: bool = False,
+) -> dict:
     if paper not in TARGETS:
-        raise HarnessError(f"reproduce: '{paper}' is not a reproduction target (expected one of {', '.join(TARGETS)})")
+        raise HarnessError(
+            f"reproduce: '{paper}' is not a reproduction target (expected one of {', '.join(TARGETS)})"
+        )
     if scale not in SCALES:
         raise HarnessError(f"reproduce --scale: '{scale}' is not one of {', '.join(SCALES)}")
     target = TARGETS[paper]
     overrides = list(overrides or [])
-    out = Path(output) if output else PROJECT_ROOT / "reports" / (
-        f"reproduce-{paper}" if scale == "small" else f"reproduce-{paper}-{scale}")
+    out = (
+        Path(output)
+        if output
+        else PROJECT_ROOT
+        / "reports"
+        / (f"reproduce-{paper}" if scale == "small" else f"reproduce-{paper}-{scale}")
+    )
     workers = workers or (2 if scale == "small" else 1)
     if scale == "paper":
         if not target.paper_configs:
-            raise HarnessError(f"reproduce {paper}: no paper-scale variant (the papers' models are trained on WMT'14; "
-                               "use --scale small)")
+            raise HarnessError(
+                f"reproduce {paper}: no paper-scale variant (the papers' models are trained on WMT'14; "
+                "use --scale small)"
+            )
         specs = [PROJECT_ROOT / "experiments" / "paper" / f"{n}.yaml" for n in target.paper_configs]
         expected = "GPU days per run (see each config's header); needs network access for hf:wmt14"
     else:
@@ -571,10 +732,18 @@ def reproduce(paper: str, scale: str, output: Path | None = None, workers: int |
         expected = "; ".join(f"{s.stem}: {expected_time(s)}" for s in specs)
         missing = [f for f in target.data if not (data_root() / f).is_dir()]
         if missing:
-            raise HarnessError(f"reproduce {paper}: shared data folder {data_root() / missing[0]} not found "
-                               "(set HARNESS_DATA_DIR)")
-    plan = {"paper": paper, "scale": scale, "output": str(out), "specs": [str(s.relative_to(PROJECT_ROOT))
-            for s in specs], "expected_time": expected, "workers": workers}
+            raise HarnessError(
+                f"reproduce {paper}: shared data folder {data_root() / missing[0]} not found "
+                "(set HARNESS_DATA_DIR)"
+            )
+    plan = {
+        "paper": paper,
+        "scale": scale,
+        "output": str(out),
+        "specs": [str(s.relative_to(PROJECT_ROOT)) for s in specs],
+        "expected_time": expected,
+        "workers": workers,
+    }
     if not quiet or dry_run:
         print(f"reproduce {paper} --scale {scale}: {target.title}")
         print(f"  specs: {', '.join(plan['specs'])}")
@@ -594,7 +763,9 @@ def reproduce(paper: str, scale: str, output: Path | None = None, workers: int |
             over = list(overrides)
             if target.length_data:
                 over = prepare_length_data(out, scale) + over
-                extras["length_counts"] = json.loads((out / "data" / "buckets.json").read_text())["test_per_bucket"]
+                extras["length_counts"] = json.loads((out / "data" / "buckets.json").read_text())[
+                    "test_per_bucket"
+                ]
             study = f"{paper}-{scale}-{spec.stem}" if spec.stem != paper else f"{paper}-{scale}"
             rc = run_sweep(spec, over, study, runs_dir, workers, quiet)
             if rc == 130:  # Ctrl-C: the studies are kept; the same command resumes them
@@ -619,33 +790,60 @@ def reproduce(paper: str, scale: str, output: Path | None = None, workers: int |
         text += f"\nNote: {note}\n"
     _mkdir(out)
     atomic_write_text(out / "reproduction.md", text)
-    write_json(out / "reproduction.json", {"meta": meta, "summary": summary,
-                                           "aligner": extras.get("aligner"), "unk_replace": extras.get("unk"),
-                                           "length_counts": extras.get("length_counts"), "report_note": note,
-                                           "status": status})
+    write_json(
+        out / "reproduction.json",
+        {
+            "meta": meta,
+            "summary": summary,
+            "aligner": extras.get("aligner"),
+            "unk_replace": extras.get("unk"),
+            "length_counts": extras.get("length_counts"),
+            "report_note": note,
+            "status": status,
+        },
+    )
     print(text)
-    return {"status": status, "output": str(out), "runs": [str(r) for r in runs], "summary": summary,
-            "extras": extras}
+    return {
+        "status": status,
+        "output": str(out),
+        "runs": [str(r) for r in runs],
+        "summary": summary,
+        "extras": extras,
+    }
 
 
 def cmd_reproduce(args) -> int:
-    result = reproduce(args.paper, args.scale, args.output, args.workers, args.overrides, args.quiet, args.dry_run)
+    result = reproduce(
+        args.paper, args.scale, args.output, args.workers, args.overrides, args.quiet, args.dry_run
+    )
     return int(result.get("status", 0)) if isinstance(result, dict) else 0
 
 
 def register(sub) -> None:
     s = sub.add_parser(
         "reproduce",
-        help="rerun a paper's comparison (tiny / small CPU / paper scale) and report it beside the paper's numbers",
+        help="rerun a paper's comparison (tiny / small / paper scale), reported beside the paper's numbers",
         description="targets: " + "; ".join(f"{t.name}: {t.title}" for t in TARGETS.values()),
     )
     s.add_argument("paper", choices=list(TARGETS), help="reproduction target")
-    s.add_argument("overrides", nargs="*", help="dotted key=value overrides for every run, e.g. train.threads=2")
-    s.add_argument("--scale", default="small", choices=SCALES,
-                   help="tiny (seconds, smoke test), small (CPU, <= ~2 h on 2 cores), paper (GPU; WMT'14 via the hub)")
-    s.add_argument("--output", "-o", default=None,
-                   help="output folder (default reports/reproduce-PAPER/ for small, reports/reproduce-PAPER-SCALE/)")
-    s.add_argument("--workers", type=int, default=None, help="sweep worker processes (default 2 for small, else 1)")
+    s.add_argument(
+        "overrides", nargs="*", help="dotted key=value overrides for every run, e.g. train.threads=2"
+    )
+    s.add_argument(
+        "--scale",
+        default="small",
+        choices=SCALES,
+        help="tiny (seconds, smoke test), small (CPU, <= ~2 h on 2 cores), paper (GPU; WMT'14 via the hub)",
+    )
+    s.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="output folder (default reports/reproduce-PAPER/ for small, reports/reproduce-PAPER-SCALE/)",
+    )
+    s.add_argument(
+        "--workers", type=int, default=None, help="sweep worker processes (default 2 for small, else 1)"
+    )
     s.add_argument("--dry-run", action="store_true", help="print the plan and the expected time, run nothing")
     s.add_argument("--quiet", action="store_true", help="no per-trial lines or progress bars")
     s.set_defaults(func=cmd_reproduce)

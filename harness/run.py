@@ -258,6 +258,35 @@ def _resume_state_callback():
     return ResumeState()
 
 
+def _csv_rows(path: Path, before_step: int) -> list[dict]:
+    """Rows of a Lightning metrics.csv logged before `before_step` (what a resumed run keeps of the log)."""
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < before_step]
+
+
+def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger) -> None:
+    """logs/metrics.csv of a resumed run = the rows before the resume + the rows the resumed run logged."""
+    import csv
+    import io
+
+    newer: list[dict] = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            newer = list(csv.DictReader(f))
+    # sorted like Lightning's writer, which keeps appending (e.g. the final validation) with these keys
+    fields = sorted({k for r in rows + newer for k in r if k is not None})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows + newer)
+    atomic_write_text(path, buf.getvalue())
+    csv_logger.experiment.metrics_keys = fields
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -327,8 +356,11 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         )
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if resume and last.is_file() else None
+        csv_log = work / "logs" / "metrics.csv"
+        earlier_log: list[dict] = []
         if ckpt_path:
-            load_checkpoint(last)  # refuses a truncated or code-carrying file with a one-line error
+            resumed_step = load_checkpoint(last)["global_step"]  # refuses a truncated or code-carrying file
+            earlier_log = _csv_rows(csv_log, before_step=resumed_step)  # Lightning's CSVLogger deletes the file
         t0 = time.perf_counter()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -343,6 +375,9 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
             if trainer.interrupted:
                 raise KeyboardInterrupt from None
             raise
+        finally:
+            if earlier_log:
+                _prepend_csv_rows(csv_log, earlier_log, loggers[0])
         train_time = time.perf_counter() - t0
         if trainer.interrupted:
             raise KeyboardInterrupt

@@ -16,13 +16,16 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
   checkpoint resumes, but not bit-exactly).
 So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal those of an uninterrupted run
 (the data-order and RNG fixes were each checked by reverting them: the SIGKILL test then fails).
-What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb), and
-logs/metrics.csv, which after a resume holds only the rows logged after it (Lightning's CSVLogger deletes an
-existing metrics.csv when it starts); the W&B run is a new offline run.
+logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file when it
+starts; harness/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
+the train_loss row of the step that was interrupted is missing (Lightning had not logged it yet).
+What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb); the W&B
+run after a resume is a new offline run.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -134,10 +137,17 @@ def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int,
     return out, step, err, mtime - signalled, proc.returncode
 
 
+def _validations(run: Path) -> list[tuple[str, str, str]]:
+    with open(run / "logs" / "metrics.csv", newline="") as f:
+        return [(r["step"], r["val_loss"], r["val_bleu"]) for r in csv.DictReader(f) if r.get("val_loss")]
+
+
 def _assert_same_as(reference: Path, run: Path, step: int) -> None:
     a, b = _metrics(reference), _metrics(run)
     assert {k: a[k] for k in EXACT} == {k: b[k] for k in EXACT}, f"resumed from step {step}"
     assert (reference / "test.hyp").read_text() == (run / "test.hyp").read_text()
+    # logs/metrics.csv keeps the rows from before the resume: every validation is there, with the same values
+    assert _validations(reference) == _validations(run)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The paper-scale configs (experiments/paper/*.yaml) load, build at FULL paper size and take one training step.
+"""Paper-scale configs (experiments/paper/*.yaml) load, build at FULL paper size and take one training step.
 
 Their data (WMT'14 through the hub) needs the network, so the data is swapped for the local newstest2014
 files (8 training sentences); everything else — architecture, sizes, optimizer, schedule — is the paper's.
@@ -16,14 +16,24 @@ from harness.paths import PROJECT_ROOT, data_root
 
 PAPER = sorted((PROJECT_ROOT / "experiments" / "paper").glob("*.yaml"))
 WMT14 = data_root() / "wmt14"
-needs_wmt14 = pytest.mark.skipif(not WMT14.is_dir(), reason=f"shared data not found: {WMT14} (set HARNESS_DATA_DIR)")
+needs_wmt14 = pytest.mark.skipif(
+    not WMT14.is_dir(), reason=f"shared data not found: {WMT14} (set HARNESS_DATA_DIR)"
+)
 
 
 def test_every_paper_config_is_present_and_commented():
     names = {p.stem for p in PAPER}
-    for need in ("sutskever2014_wmt14_enfr", "bahdanau2015_rnnenc50", "bahdanau2015_rnnsearch50",
-                 "luong2015_global_location", "luong2015_global_dot", "luong2015_global_general",
-                 "luong2015_localm_general", "luong2015_localp_general", "gnmt2016_wmt14_enfr"):
+    for need in (
+        "sutskever2014_wmt14_enfr",
+        "bahdanau2015_rnnenc50",
+        "bahdanau2015_rnnsearch50",
+        "luong2015_global_location",
+        "luong2015_global_dot",
+        "luong2015_global_general",
+        "luong2015_localm_general",
+        "luong2015_localp_general",
+        "gnmt2016_wmt14_enfr",
+    ):
         assert need in names
     for p in PAPER:
         text = p.read_text()
@@ -37,18 +47,53 @@ def test_paper_config_values(path):
     assert cfg.data.name == "hf:wmt14" and cfg.data.hub_config in ("fr-en", "de-en")
     m, t, d = cfg.model, cfg.train, cfg.decode
     if path.stem.startswith("sutskever"):
-        assert (m.arch, m.enc_layers, m.hidden_size, m.emb_size, m.reverse_source) == ("seq2seq", 4, 1000, 1000, True)
-        assert (t.optimizer, t.lr, t.lr_decay_start, t.batch_size, t.grad_clip, d.beam) == ("sgd", 0.7, 5, 128, 5.0, 12)
+        assert (m.arch, m.enc_layers, m.hidden_size, m.emb_size, m.reverse_source) == (
+            "seq2seq",
+            4,
+            1000,
+            1000,
+            True,
+        )
+        assert (t.optimizer, t.lr, t.lr_decay_start, t.batch_size, t.grad_clip, d.beam) == (
+            "sgd",
+            0.7,
+            5,
+            128,
+            5.0,
+            12,
+        )
     elif path.stem.startswith("bahdanau"):
-        assert (m.arch, m.hidden_size, m.enc_hidden_size, m.emb_size, m.maxout_size) == ("bahdanau", 1000, 1000, 620, 500)
+        assert (m.arch, m.hidden_size, m.enc_hidden_size, m.emb_size, m.maxout_size) == (
+            "bahdanau",
+            1000,
+            1000,
+            620,
+            500,
+        )
         assert m.score == ("none" if "rnnenc" in path.stem else "additive")
-        assert (t.optimizer, t.batch_size, cfg.data.vocab_max_size, cfg.data.max_len, d.beam) == ("adadelta", 80, 30000,
-                                                                                                 50, 12)
+        assert (t.optimizer, t.batch_size, cfg.data.vocab_max_size, cfg.data.max_len, d.beam) == (
+            "adadelta",
+            80,
+            30000,
+            50,
+            12,
+        )
     elif path.stem.startswith("luong"):
         assert (m.arch, m.enc_layers, m.dec_layers, m.hidden_size, m.emb_size) == ("luong", 4, 4, 1000, 1000)
-        assert (m.input_feeding, m.dropout, m.window, cfg.data.vocab_max_size, cfg.data.max_len) == (True, 0.2, 10,
-                                                                                                    50000, 50)
-        assert (t.optimizer, t.lr, t.batch_size, t.grad_clip, t.lr_schedule) == ("sgd", 1.0, 128, 5.0, "halving")
+        assert (m.input_feeding, m.dropout, m.window, cfg.data.vocab_max_size, cfg.data.max_len) == (
+            True,
+            0.2,
+            10,
+            50000,
+            50,
+        )
+        assert (t.optimizer, t.lr, t.batch_size, t.grad_clip, t.lr_schedule) == (
+            "sgd",
+            1.0,
+            128,
+            5.0,
+            "halving",
+        )
         att, score = path.stem.removeprefix("luong2015_").split("_")
         assert m.attention_type == {"global": "global", "localm": "local-m", "localp": "local-p"}[att]
         assert m.score == score
@@ -59,7 +104,7 @@ def test_paper_config_values(path):
 
 
 def _local(path):
-    """The paper config with its data swapped for 8 local newstest2014 sentences (model, optimizer unchanged)."""
+    """The paper config, its data swapped for 8 local newstest2014 sentences (model, optimizer unchanged)."""
     cfg = load_config(path)
     pair = "fren" if cfg.data.hub_config == "fr-en" else "deen"
     prefix = str(WMT14 / f"newstest2014-{pair}")
@@ -93,7 +138,11 @@ def test_paper_config_builds_at_full_size_and_trains_one_step(path, tmp_path, mo
     module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
     m = cfg.model
     # the paper's sizes: every LSTM/GRU layer has the paper's width
-    rnn_sizes = {mod.hidden_size for mod in module.model.modules() if isinstance(mod, torch.nn.RNNBase | torch.nn.RNNCellBase)}
+    rnn_sizes = {
+        mod.hidden_size
+        for mod in module.model.modules()
+        if isinstance(mod, torch.nn.RNNBase | torch.nn.RNNCellBase)
+    }
     enc_width = m.enc_hidden_size or m.hidden_size
     assert rnn_sizes <= {m.hidden_size, enc_width} and max(rnn_sizes) == max(m.hidden_size, enc_width)
     assert module.model.encoder.embedding.embedding_dim == m.emb_size

@@ -16,6 +16,7 @@ from harness.evaluate import replace_unknowns
 from harness.metrics.alignment import alignment_scores
 from harness.paths import data_root
 from harness.reproduce import SCALES, TARGETS, expected_time, reproduce, spec_path
+
 from ..conftest import run_cli
 
 
@@ -42,9 +43,9 @@ def test_replace_unknowns_copies_the_argmax_attended_source_word():
 def test_grow_diag_final_and_by_hand():
     fwd = {(0, 0), (1, 1), (2, 3)}
     rev = {(0, 0), (1, 1), (2, 2), (3, 3)}
-    # intersection {(0,0),(1,1)}; grow adds the diagonal neighbour (2,2) of (1,1) (source 2, target 2 unaligned);
-    # then (2,3) neighbours (2,2) with target 3 unaligned -> added; (3,3) neighbours (2,3)/(2,2) but source 3
-    # unaligned -> added as well
+    # intersection {(0,0),(1,1)}; grow adds the diagonal neighbour (2,2) of (1,1) (source 2 and target 2
+    # unaligned); then (2,3) neighbours (2,2) with target 3 unaligned -> added; (3,3) neighbours (2,3) and
+    # (2,2) with source 3 unaligned -> added as well
     assert grow_diag_final_and(fwd, rev) == {(0, 0), (1, 1), (2, 2), (2, 3), (3, 3)}
     assert symmetrize([fwd], [rev], "intersection") == [{(0, 0), (1, 1)}]
     assert symmetrize([fwd], [rev], "union") == [fwd | rev]
@@ -78,7 +79,11 @@ def test_every_target_has_tiny_and_small_specs_with_expected_time():
                 path = spec_path(scale, spec)
                 assert path.is_file(), path
                 assert expected_time(path) != "not stated", f"{path}: states its expected time"
-                over = ["data.train_prefix=/x", "data.val_prefix=/x", "data.test_prefix=/x"] if target.length_data else []
+                over = (
+                    ["data.train_prefix=/x", "data.val_prefix=/x", "data.test_prefix=/x"]
+                    if target.length_data
+                    else []
+                )
                 loaded = load_spec(path, over)  # validates every grid point's config
                 if scale == "small" and name in ("bahdanau2015", "luong2015", "gnmt2016"):
                     assert len(loaded.seeds) >= 3, f"{path}: >= 3 seeds at small scale"
@@ -90,8 +95,10 @@ def test_dry_run_prints_the_plan(capsys):
     assert "expected time" in out and "luong2015" in out and plan["scale"] == "small"
     assert plan["output"].endswith("reports/reproduce-luong2015")
     paper = reproduce("bahdanau2015", "paper", dry_run=True)
-    assert paper["specs"] == ["experiments/paper/bahdanau2015_rnnsearch50.yaml",
-                              "experiments/paper/bahdanau2015_rnnenc50.yaml"]
+    assert paper["specs"] == [
+        "experiments/paper/bahdanau2015_rnnsearch50.yaml",
+        "experiments/paper/bahdanau2015_rnnenc50.yaml",
+    ]
     assert SCALES == ("tiny", "small", "paper")
 
 
