@@ -58,7 +58,7 @@ def eflomal_align(
         raise HarnessError("aligner eflomal: package not installed (pip install eflomal)") from None
     if len(src) != len(tgt):
         raise HarnessError(f"aligner eflomal: {len(src)} source but {len(tgt)} target sentences")
-    np.random.seed(seed)  # eflomal's sampler seeds from the C library; the Python side is deterministic
+    del seed  # eflomal's C sampler takes no seed: links vary a little between runs (~0.005 AER)
     with tempfile.TemporaryDirectory(prefix="eflomal-") as tmp:
         fwd, rev = Path(tmp) / "fwd", Path(tmp) / "rev"
         aligner = eflomal.Aligner(rel_iterations=rel_iterations)

@@ -318,6 +318,9 @@ def render_bench_table(doc: dict) -> str:
         "GFLOP/tok: matmul FLOPs per target token for one training step, 3 × forward (embedding-free: RNN, "
         "attention, output layers; element-wise work excluded). Matmul limit: the tokens/s these matmuls "
         "alone allow at the throughput torch.mm/torch.bmm reaches on this machine at the model's own shapes. "
+        "Decoding runs as `harness evaluate` does: greedy in batches of decode.batch_size (64) sentences, "
+        "beam 5 in batches of 64 // 5 = 12 sentences (60 hypotheses), with each preset's own length/coverage "
+        "penalties (gnmt2016: α = β = 0.2). hyp/ref length: greedy output tokens / reference tokens. "
         "BLEU after so few steps only shows the models produce sentences, not their quality.",
         "",
     ]
@@ -442,6 +445,9 @@ def bench_preset(
             "sentences_per_sec": len(split.src_ids) / out.seconds,
             "length_ratio": hyp_len / max(1, ref_len),
             "bleu": bleu,
+            "batch_sentences": cfg.decode.batch_size if beam == 1 else max(1, cfg.decode.batch_size // beam),
+            "length_penalty_alpha": cfg.decode.length_penalty_alpha if beam > 1 else 0.0,
+            "coverage_penalty_beta": cfg.decode.coverage_penalty_beta if beam > 1 else 0.0,
         }
         _log(
             preset,

@@ -1,13 +1,16 @@
-"""Lightning callbacks of the harness: throughput/memory meter and the Ctrl-C checkpoint."""
+"""Lightning callbacks of the harness: throughput/memory meter, the Ctrl-C checkpoint, exact resume state."""
 
 from __future__ import annotations
 
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 from harness.data.tokenize import PAD_ID
 
@@ -56,3 +59,78 @@ class SignalCheckpoint(pl.Callback):
     def on_exception(self, trainer, pl_module, exception):
         if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
             trainer.save_checkpoint(self.path)
+
+
+class ResumeState(pl.Callback):
+    """What Lightning does not put in a checkpoint, so that a resumed run equals an uninterrupted one:
+    - the random-number state: torch's global generator (dropout) and the teacher-forcing generator;
+    - the training data position in trained batches (the loader is resumable: harness/data/datamodule.py);
+    - Ctrl-C at a step boundary: the first Ctrl-C during training stops after the current optimizer step
+      (not after an epoch's last batch or before a due validation), so SignalCheckpoint saves a last.ckpt
+      that resumes exactly; a second Ctrl-C interrupts at once (that one resumes, but not bit-exactly).
+    harness/run.py adds it to every training; tests/integration/test_faults.py checks the exactness."""
+
+    def __init__(self):
+        self._module = None
+        self._restored: dict | None = None
+        self._stop_requested = False
+        self._previous_handler = None
+
+    def state_dict(self) -> dict:
+        state = {"torch": torch.get_rng_state()}
+        if self._module is not None:
+            state["teacher_forcing"] = self._module._tf_generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = state
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # the data position is the number of batches of this epoch whose step was done (processed):
+        # a batch fetched but not trained on (interrupted inside a step) is fetched again on resume
+        loops = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        for state in loops.get("combined_loader") or []:
+            if "position" in state:
+                state["position"] = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._module = pl_module
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # restore here (after Lightning's own restore and data set-up), right before the first resumed batch
+        if self._restored is not None:
+            torch.set_rng_state(self._restored["torch"])
+            if "teacher_forcing" in self._restored:
+                pl_module._tf_generator.set_state(self._restored["teacher_forcing"])
+            self._restored = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        print("stopping after this training step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # stop right after an optimizer step, where Lightning knows how to resume ("restarted on train
+        # batch end"); not when a validation is due after this batch (Lightning would skip it on resume)
+        if not self._stop_requested:
+            return
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        every = trainer.val_check_batch
+        validation_due = isinstance(every, int) and progress.total.ready % every == 0
+        last_of_epoch = progress.current.ready >= trainer.num_training_batches  # resumes one batch off
+        if not validation_due and not last_of_epoch:
+            raise KeyboardInterrupt  # SignalCheckpoint saves last.ckpt, Lightning stops
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore_handler()

@@ -180,84 +180,6 @@ def load_module(run_dir: Path, which: str = "best"):
 
 
 # ------------------------------------------------------------------------------------------ train
-def _resume_state_callback():
-    import threading
-
-    import lightning.pytorch as pl
-
-    class ResumeState(pl.Callback):
-        """What Lightning does not put in a checkpoint, so that a resumed run equals an uninterrupted one:
-        - the random-number state: torch's global generator (dropout) and the teacher-forcing generator;
-        - the training data position in trained batches (the loader is resumable: harness/data/datamodule.py);
-        - Ctrl-C at a step boundary: the first Ctrl-C during training stops after the current optimizer step
-          (or after the validation due next), so SignalCheckpoint saves a consistent last.ckpt; a second
-          Ctrl-C interrupts at once (that checkpoint resumes, but not bit-exactly)."""
-
-        def __init__(self):
-            self._module = None
-            self._restored: dict | None = None
-            self._stop_requested = False
-            self._previous_handler = None
-
-        def state_dict(self) -> dict:
-            state = {"torch": torch.get_rng_state()}
-            if self._module is not None:
-                state["teacher_forcing"] = self._module._tf_generator.get_state()
-            return state
-
-        def load_state_dict(self, state: dict) -> None:
-            self._restored = state
-
-        def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-            # the data position is the number of batches of this epoch whose step was done (processed):
-            # a batch fetched but not trained on (interrupted inside a step) is fetched again on resume
-            loops = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
-            for state in loops.get("combined_loader") or []:
-                if "position" in state:
-                    state["position"] = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-
-        def setup(self, trainer, pl_module, stage: str) -> None:
-            self._module = pl_module
-
-        def on_train_start(self, trainer, pl_module) -> None:
-            # restore here (after Lightning's own restore and data set-up), right before the first resumed batch
-            if self._restored is not None:
-                torch.set_rng_state(self._restored["torch"])
-                if "teacher_forcing" in self._restored:
-                    pl_module._tf_generator.set_state(self._restored["teacher_forcing"])
-                self._restored = None
-            if threading.current_thread() is threading.main_thread():
-                self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-
-        def _on_sigint(self, signum, frame) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            # stop right after an optimizer step, where Lightning knows how to resume ("restarted on train
-            # batch end"); not when a validation is due after this batch (Lightning would skip it on resume)
-            if not self._stop_requested:
-                return
-            progress = trainer.fit_loop.epoch_loop.batch_progress
-            every = trainer.val_check_batch
-            if not (isinstance(every, int) and progress.total.ready % every == 0):
-                raise KeyboardInterrupt  # SignalCheckpoint saves last.ckpt, Lightning stops
-
-        def _restore_handler(self) -> None:
-            if self._previous_handler is not None:
-                signal.signal(signal.SIGINT, self._previous_handler)
-                self._previous_handler = None
-
-        def on_train_end(self, trainer, pl_module) -> None:
-            self._restore_handler()
-
-        def on_exception(self, trainer, pl_module, exception) -> None:
-            self._restore_handler()
-
-    return ResumeState()
-
-
 def _csv_rows(path: Path, before_step: int) -> list[dict]:
     """Rows of a Lightning metrics.csv logged before `before_step` (what a resumed run keeps of the log)."""
     import csv
@@ -300,7 +222,7 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from harness.callbacks import SignalCheckpoint, ThroughputMeter
+    from harness.callbacks import ResumeState, SignalCheckpoint, ThroughputMeter
     from harness.data.datamodule import TranslationDataModule, prepare
     from harness.evaluate import evaluate_split
     from harness.lightning_module import TranslationModule
@@ -323,7 +245,7 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_bleu", mode="max",
                                   save_top_k=1, save_last=True, enable_version_counter=False)
         meter = ThroughputMeter()
-        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), _resume_state_callback()]
+        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), ResumeState()]
         cbs += list(callbacks or [])
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))

@@ -16,7 +16,7 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
   checkpoint resumes, but not bit-exactly).
 So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal those of an uninterrupted run
 (the data-order and RNG fixes were each checked by reverting them: the SIGKILL test then fails).
-logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file when it
+logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file as it
 starts; harness/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
 the train_loss row of the step that was interrupted is missing (Lightning had not logged it yet).
 What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb); the W&B
@@ -72,7 +72,7 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     t0 = time.monotonic()
     while not path.is_file():
         if proc.poll() is not None:
@@ -124,9 +124,9 @@ def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int,
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proc.returncode == 0:
+    if proc.returncode == 0 or (last.is_file() and _step(last) == 60):
         pytest.skip("training finished before the signal landed (machine too fast for this test)")
-    assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists()
+    assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists(), err[-2000:]
     step = _step(last)
     assert 0 < step < 60
     mtime = last.stat().st_mtime

@@ -1,7 +1,7 @@
 """Paper-scale configs (experiments/paper/*.yaml) load, build at FULL paper size and take one training step.
 
 Their data (WMT'14 through the hub) needs the network, so the data is swapped for the local newstest2014
-files (8 training sentences); everything else — architecture, sizes, optimizer, schedule — is the paper's.
+files (4 training sentences); everything else — architecture, sizes, optimizer, schedule — is the paper's.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_paper_config_values(path):
 
 
 def _local(path):
-    """The paper config, its data swapped for 8 local newstest2014 sentences (model, optimizer unchanged)."""
+    """The paper config, its data swapped for 4 local newstest2014 sentences (model, optimizer unchanged)."""
     cfg = load_config(path)
     pair = "fren" if cfg.data.hub_config == "fr-en" else "deen"
     prefix = str(WMT14 / f"newstest2014-{pair}")
@@ -113,7 +113,7 @@ def _local(path):
         "data.train_prefix": prefix,
         "data.val_prefix": prefix,
         "data.test_prefix": prefix,
-        "data.train_limit": 8,
+        "data.train_limit": 4,
         "data.val_limit": 4,
         "data.test_limit": 4,
         "data.max_len": 200,  # keep all 8 sentences (the paper's filter would drop some long news sentences)
@@ -153,7 +153,7 @@ def test_paper_config_builds_at_full_size_and_trains_one_step(path, tmp_path, mo
     before = [p.detach().clone() for p in module.parameters()]
     module.train()
     loss, n_tokens = module.loss(batch)
-    assert n_tokens > 0 and math.isfinite(float(loss))
+    assert n_tokens > 0 and math.isfinite(float(loss.detach()))
     loss.backward()
     if cfg.train.grad_clip:
         torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.train.grad_clip)

@@ -69,7 +69,6 @@ def test_ibm2_fallback_learns_a_toy_lexicon():
 
 
 # ------------------------------------------------------------------------------------------ targets and specs
-@pytest.mark.slow  # validates every grid point of 12 specs (~5 s of CPU; longer on a busy machine)
 def test_every_target_has_tiny_and_small_specs_with_expected_time():
     from harness.sweep import load_spec
 

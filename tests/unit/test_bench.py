@@ -202,7 +202,7 @@ def test_render_peers_table_ratios():
     doc = {
         "machine": {},
         "settings": {"steps": 200, "differences": "none"},
-        "reference": {},
+        "reference": "",
         "results": {
             "harness": res(1000, 800, 100, 30, 20),
             "opennmt": res(2000, 1600, 200, 60, 25),
