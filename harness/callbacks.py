@@ -51,14 +51,17 @@ class ThroughputMeter(pl.Callback):
 
 
 class SignalCheckpoint(pl.Callback):
-    """On Ctrl-C (KeyboardInterrupt) save last.ckpt before Lightning shuts down, so --resume continues."""
+    """On Ctrl-C (KeyboardInterrupt) or SIGTERM (a cluster's pre-emption notice, Lightning's SIGTERMException)
+    save last.ckpt before Lightning shuts down, so --resume continues."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, KeyboardInterrupt | SIGTERMException) and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class ResumeState(pl.Callback):
