@@ -478,10 +478,12 @@ def open_storage(url: str, heartbeat: float = 10.0):
     except HarnessError:
         raise
     except (Exception, optuna.exceptions.OptunaError) as e:
-        msg = " ".join(str(e).split())
+        msg = " ".join(str(e).split()).split(" (Background on this error at:")[0]  # SQLAlchemy's link tail
+        if len(msg) > 200:
+            msg = msg[:200].rsplit(" ", 1)[0] + " ..."
         for secret in _passwords(url):
             msg = msg.replace(secret, "***")
-        raise HarnessError(f"storage {shown}: cannot be opened ({msg[:200]})") from None
+        raise HarnessError(f"storage {shown}: cannot be opened ({msg})") from None
 
 
 def _postgres_driver(url: str) -> str:
