@@ -73,3 +73,20 @@ def test_multi30k_few_hundred_sentences(tmp_path):
     assert m["split"] == "test_2016_flickr" and m["aer"] is None and m["gold_alignments"] is None
     assert "case:lc" in m["sacrebleu_signature"]
     assert len((out / "test.hyp").read_text().splitlines()) == 50
+
+
+def test_sentencepiece_run_merges_subword_attention_to_words(tmp_path):
+    """data.tokenizer=sentencepiece: pieces trained on the training side (cached by content hash), BLEU on
+    detokenized text, and AER computed after merging piece attention back to the gold's words."""
+    from harness.config import load_config
+    from harness.run import train
+
+    cfg = load_config("experiments/seq2seq_attn_synthetic.yaml",
+                      TINY + ["data.tokenizer=sentencepiece", "data.sp_vocab_size=40", "data.sp_type=unigram"])
+    result = train(cfg, tmp_path / "sp", progress=False)
+    m = result.metrics
+    assert m["gold_alignments"] == "synthetic" and 0 <= m["aer"] <= 1
+    z = np.load(result.run_dir / "attention" / "test.forced.npz")
+    assert any(str(t).startswith("▁") for t in z["src_0"])  # the attention file is over pieces
+    hyps = (result.run_dir / "test.hyp").read_text().splitlines()
+    assert len(hyps) == 40 and not any("▁" in h for h in hyps)
