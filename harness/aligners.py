@@ -88,9 +88,7 @@ def _ibm2_direction(
         n, m = len(s_words), len(t_words)
         if m == 0:
             continue
-        s_id = np.array(
-            [0] + [vocab_s.setdefault(w, len(vocab_s)) for w in s_words], dtype=np.int64
-        )  # (n+1,)
+        s_id = np.array([0] + [vocab_s.setdefault(w, len(vocab_s)) for w in s_words], dtype=np.int64)  # (n+1,)
         t_id = np.array([vocab_t.setdefault(w, len(vocab_t)) for w in t_words], dtype=np.int64)  # (m,)
         # fast_align prior: p(a_j = i) ∝ exp(-λ |(i+1)/n - (j+1)/m|) for real words, p0 for NULL
         if n:
@@ -170,11 +168,7 @@ def grow_diag_final_and(fwd: set[Link], rev: set[Link]) -> set[Link]:
         for s, t in sorted(links):
             for ds, dt in _NEIGHBOURS:
                 cand = (s + ds, t + dt)
-                if (
-                    cand in union
-                    and cand not in links
-                    and (cand[0] not in src_aligned or cand[1] not in tgt_aligned)
-                ):
+                if cand in union and cand not in links and (cand[0] not in src_aligned or cand[1] not in tgt_aligned):
                     links.add(cand)
                     src_aligned.add(cand[0])
                     tgt_aligned.add(cand[1])
@@ -188,9 +182,7 @@ def grow_diag_final_and(fwd: set[Link], rev: set[Link]) -> set[Link]:
     return links
 
 
-def symmetrize(
-    fwd: list[set[Link]], rev: list[set[Link]], method: str = "grow-diag-final-and"
-) -> list[set[Link]]:
+def symmetrize(fwd: list[set[Link]], rev: list[set[Link]], method: str = "grow-diag-final-and") -> list[set[Link]]:
     if method not in METHODS:
         raise HarnessError(f"symmetrization {method!r} is not one of {', '.join(METHODS)}")
     if method == "intersection":
@@ -200,9 +192,7 @@ def symmetrize(
     return [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)]
 
 
-def align(
-    src: list[str], tgt: list[str], aligner: str | None = None, seed: int = 1, rel_iterations: float = 1.0
-):
+def align(src: list[str], tgt: list[str], aligner: str | None = None, seed: int = 1, rel_iterations: float = 1.0):
     """(aligner name, forward links, reverse links) for whitespace-tokenized parallel sentences."""
     aligner = aligner or available_aligner()
     if aligner == "eflomal":

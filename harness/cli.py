@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.paths import PROJECT_ROOT
@@ -65,9 +64,11 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, args.output, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
     m = result.metrics
-    print(f"{result.run_dir}: BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  "
-          f"AER {m['aer'] if m.get('aer') is None else round(m['aer'], 3)}  "
-          f"params {m['params']:,}  {m['train_tokens_per_sec'] or 0:.0f} tok/s")
+    print(
+        f"{result.run_dir}: BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  "
+        f"AER {m['aer'] if m.get('aer') is None else round(m['aer'], 3)}  "
+        f"params {m['params']:,}  {m['train_tokens_per_sec'] or 0:.0f} tok/s"
+    )
     return 0
 
 

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print()
-    print(f"{'model':<10} {'BLEU':>6} {f'BLEU <={SHORT_MAX} words':>18} {f'BLEU >{SHORT_MAX} words':>17} {'AER':>6} {'params':>8}")
+    short, long = f"BLEU <={SHORT_MAX} words", f"BLEU >{SHORT_MAX} words"
+    print(f"{'model':<10} {'BLEU':>6} {short:>18} {long:>17} {'AER':>6} {'params':>8}")
     rows = []
     for name, run_dir, m in runs:
         bs, bl, ns, nl = short_long_bleu(run_dir)
@@ -67,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": name, "bleu": m["bleu"], "bleu_short": bs, "bleu_long": bl, "n_short": ns, "n_long": nl})
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     gap = rows[1]["bleu_long"] - rows[0]["bleu_long"]
-    print(f"\nOn long sentences attention {'wins' if gap > 0 else 'does NOT win'} by {gap:+.2f} BLEU "
-          f"({rows[0]['n_long']} test sentences > {SHORT_MAX} words).")
+    print(
+        f"\nOn long sentences attention {'wins' if gap > 0 else 'does NOT win'} by {gap:+.2f} BLEU "
+        f"({rows[0]['n_long']} test sentences > {SHORT_MAX} words)."
+    )
     try:
         from harness.report import render_runs
 

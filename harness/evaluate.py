@@ -30,8 +30,9 @@ class Decoded:
     seconds: float
 
 
-def decode_split(module, split: EncodedSplit, cfg: ExperimentConfig, detokenize, beam: int | None = None,
-                 progress: bool = True) -> Decoded:
+def decode_split(
+    module, split: EncodedSplit, cfg: ExperimentConfig, detokenize, beam: int | None = None, progress: bool = True
+) -> Decoded:
     model = module.model
     model.eval()
     device = next(model.parameters()).device
@@ -48,8 +49,19 @@ def decode_split(module, split: EncodedSplit, cfg: ExperimentConfig, detokenize,
         if beam == 1:
             hyps = greedy(model, batch, d.max_len_ratio, d.max_len_add)
         else:
-            hyps = [nb[0] for nb in beam_search(model, batch, beam, d.max_len_ratio, d.max_len_add,
-                                                 d.length_penalty_alpha, d.coverage_penalty_beta, d.n_best)]
+            hyps = [
+                nb[0]
+                for nb in beam_search(
+                    model,
+                    batch,
+                    beam,
+                    d.max_len_ratio,
+                    d.max_len_add,
+                    d.length_penalty_alpha,
+                    d.coverage_penalty_beta,
+                    d.n_best,
+                )
+            ]
         for i, h in zip(batch.index.tolist(), hyps):
             toks = module.tgt_vocab.decode(h.tokens)
             if d.unk_replace and h.attention is not None:
@@ -124,8 +136,16 @@ def save_attention(path: Path, split: EncodedSplit, tokens: list[list[str]], att
     atomic_write_bytes(path, buf.getvalue())
 
 
-def evaluate_split(module, data, split_name: str, cfg: ExperimentConfig, out_dir: Path, beam: int | None = None,
-                   progress: bool = True, forced: bool | None = None) -> dict:
+def evaluate_split(
+    module,
+    data,
+    split_name: str,
+    cfg: ExperimentConfig,
+    out_dir: Path,
+    beam: int | None = None,
+    progress: bool = True,
+    forced: bool | None = None,
+) -> dict:
     split = data.splits[split_name]
     detok = data.tgt_tok.decode
     decoded = decode_split(module, split, cfg, detok, beam, progress)
@@ -146,9 +166,18 @@ def evaluate_split(module, data, split_name: str, cfg: ExperimentConfig, out_dir
         "length_drop": length_drop(buckets, cfg.eval.min_bucket_n),
     }
     forced = cfg.eval.forced_alignment if forced is None else forced
-    align, forced_attn = alignment_metrics(module, split, cfg, (data.src_tok, data.tgt_tok)) if forced else (
-        {"aer": None, "alignment_precision": None, "alignment_recall": None, "gold_alignments": split.raw.gold_name},
-        [],
+    align, forced_attn = (
+        alignment_metrics(module, split, cfg, (data.src_tok, data.tgt_tok))
+        if forced
+        else (
+            {
+                "aer": None,
+                "alignment_precision": None,
+                "alignment_recall": None,
+                "gold_alignments": split.raw.gold_name,
+            },
+            [],
+        )
     )
     metrics.update(align)
     rows = [a for a in (forced_attn or decoded.attention) if a is not None and a.size]
@@ -158,8 +187,12 @@ def evaluate_split(module, data, split_name: str, cfg: ExperimentConfig, out_dir
     atomic_write_text(out_dir / f"{stem}.hyp", "".join(t + "\n" for t in decoded.texts))
     save_attention(out_dir / "attention" / f"{stem}.npz", split, decoded.tokens, decoded.attention)
     if forced_attn:
-        save_attention(out_dir / "attention" / f"{stem}.forced.npz", split,
-                       [split.tgt_tokens[i] for i in range(len(forced_attn))], forced_attn)
+        save_attention(
+            out_dir / "attention" / f"{stem}.forced.npz",
+            split,
+            [split.tgt_tokens[i] for i in range(len(forced_attn))],
+            forced_attn,
+        )
     return metrics
 
 

@@ -113,7 +113,9 @@ class TranslationModule(pl.LightningModule):
         self.log("val_ppl", math.exp(min(val_loss, 50.0)), sync_dist=True)
         if self._val_hyps and self.val_refs:
             idx = sorted(self._val_hyps)
-            scores = corpus_scores([self._val_hyps[i] for i in idx], [self.val_refs[i] for i in idx], self.lowercase_bleu)
+            scores = corpus_scores(
+                [self._val_hyps[i] for i in idx], [self.val_refs[i] for i in idx], self.lowercase_bleu
+            )
             bleu = scores.bleu
         else:
             bleu = 0.0
@@ -132,10 +134,19 @@ class TranslationModule(pl.LightningModule):
         if t.lr_schedule == "halving":
             # Luong et al. 2015 §4.1: after epoch `lr_decay_start`, halve the learning rate every epoch
             start = t.lr_decay_start
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 ** max(0, e - start + 1) if e >= start else 1.0)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda e: 0.5 ** max(0, e - start + 1) if e >= start else 1.0
+            )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if t.lr_schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_bleu", "interval": "step",
-                                                         "frequency": t.val_every}}
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {
+                    "scheduler": sched,
+                    "monitor": "val_bleu",
+                    "interval": "step",
+                    "frequency": t.val_every,
+                },
+            }
         return opt

@@ -29,11 +29,7 @@ def plot_attention(
     attn, src, tgt = sentence_attention(run_dir, index, split, forced)
     kind = "forced decoding of the reference" if forced else "decoded hypothesis"
     png = attention_figure(attn, src, tgt, f"{run_dir.name}: {split} sentence {index} ({kind})")
-    out = (
-        Path(output)
-        if output
-        else run_dir / "attention" / f"{split}{'.forced' if forced else ''}-{index}.png"
-    )
+    out = Path(output) if output else run_dir / "attention" / f"{split}{'.forced' if forced else ''}-{index}.png"
     atomic_write_bytes(out, png)
     return out
 
@@ -51,7 +47,5 @@ def register(sub) -> None:
     s.add_argument("--index", type=int, default=0, help="sentence index in the split (default 0)")
     s.add_argument("--split", default="test")
     s.add_argument("--forced", action="store_true", help="teacher-forced attention over the reference")
-    s.add_argument(
-        "--output", "-o", default=None, help="PNG file (default RUN_DIR/attention/<split>-<N>.png)"
-    )
+    s.add_argument("--output", "-o", default=None, help="PNG file (default RUN_DIR/attention/<split>-<N>.png)")
     s.set_defaults(func=cmd_plot_attention)

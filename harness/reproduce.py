@@ -74,9 +74,7 @@ def _luong_rows() -> list[Row]:
     for att in ("global", "local-m", "local-p"):
         for score in ("location", "dot", "general"):
             before, after = table4.get((att, score), ("not in Table 4", None))
-            rows.append(
-                Row(f"{att} ({score})", {"model.attention_type": att, "model.score": score}, before, after)
-            )
+            rows.append(Row(f"{att} ({score})", {"model.attention_type": att, "model.score": score}, before, after))
     return rows
 
 
@@ -257,9 +255,7 @@ def run_dirs_of(study_dir: Path) -> list[Path]:
     if not trials.is_dir():
         return []
     dirs = [
-        d
-        for d in trials.iterdir()
-        if d.is_dir() and not d.name.endswith(".partial") and (d / "metrics.json").is_file()
+        d for d in trials.iterdir() if d.is_dir() and not d.name.endswith(".partial") and (d / "metrics.json").is_file()
     ]
     return sorted(dirs, key=lambda d: int(d.name) if d.name.isdigit() else 10**9)
 
@@ -448,9 +444,7 @@ def aligner_baseline(
     from harness.metrics.alignment import alignment_scores
 
     raw = read_yaml(spec)
-    cfg = load_config(
-        PROJECT_ROOT / raw["base"], {**(raw.get("overrides") or {}), **parse_overrides(overrides)}
-    )
+    cfg = load_config(PROJECT_ROOT / raw["base"], {**(raw.get("overrides") or {}), **parse_overrides(overrides)})
     aligner = aligner or available_aligner()
     corpus = load_corpus(cfg.data)
     train, test = corpus.splits["train"], corpus.splits[corpus.test_split]
@@ -580,9 +574,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
     ]
     rows = summary["rows"]
     has_aer = any(r.get("aer") is not None for r in rows)
-    head = (
-        ["configuration", "runs", "BLEU (ours)"] + (["AER (ours)", "P", "R"] if has_aer else []) + ["paper"]
-    )
+    head = ["configuration", "runs", "BLEU (ours)"] + (["AER (ours)", "P", "R"] if has_aer else []) + ["paper"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["configuration"], str(r["runs"]), _fmt(r["bleu"], r["bleu_std"])]
@@ -665,8 +657,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
     if summary["unmatched_runs"]:
         lines += [f"Runs that match no row: {', '.join(summary['unmatched_runs'])}", ""]
     lines += [
-        "The full comparison report (leaderboard, significance, plots) is index.html / README.md in this "
-        "folder.",
+        "The full comparison report (leaderboard, significance, plots) is index.html / README.md in this folder.",
         "",
     ]
     return "\n".join(lines)
@@ -704,9 +695,7 @@ def reproduce(
     dry_run: bool = False,
 ) -> dict:
     if paper not in TARGETS:
-        raise HarnessError(
-            f"reproduce: '{paper}' is not a reproduction target (expected one of {', '.join(TARGETS)})"
-        )
+        raise HarnessError(f"reproduce: '{paper}' is not a reproduction target (expected one of {', '.join(TARGETS)})")
     if scale not in SCALES:
         raise HarnessError(f"reproduce --scale: '{scale}' is not one of {', '.join(SCALES)}")
     target = TARGETS[paper]
@@ -714,9 +703,7 @@ def reproduce(
     out = (
         Path(output)
         if output
-        else PROJECT_ROOT
-        / "reports"
-        / (f"reproduce-{paper}" if scale == "small" else f"reproduce-{paper}-{scale}")
+        else PROJECT_ROOT / "reports" / (f"reproduce-{paper}" if scale == "small" else f"reproduce-{paper}-{scale}")
     )
     workers = workers or (2 if scale == "small" else 1)
     if scale == "paper":
@@ -733,8 +720,7 @@ def reproduce(
         missing = [f for f in target.data if not (data_root() / f).is_dir()]
         if missing:
             raise HarnessError(
-                f"reproduce {paper}: shared data folder {data_root() / missing[0]} not found "
-                "(set HARNESS_DATA_DIR)"
+                f"reproduce {paper}: shared data folder {data_root() / missing[0]} not found (set HARNESS_DATA_DIR)"
             )
     plan = {
         "paper": paper,
@@ -763,9 +749,7 @@ def reproduce(
             over = list(overrides)
             if target.length_data:
                 over = prepare_length_data(out, scale) + over
-                extras["length_counts"] = json.loads((out / "data" / "buckets.json").read_text())[
-                    "test_per_bucket"
-                ]
+                extras["length_counts"] = json.loads((out / "data" / "buckets.json").read_text())["test_per_bucket"]
             study = f"{paper}-{scale}-{spec.stem}" if spec.stem != paper else f"{paper}-{scale}"
             rc = run_sweep(spec, over, study, runs_dir, workers, quiet)
             if rc == 130:  # Ctrl-C: the studies are kept; the same command resumes them
@@ -813,9 +797,7 @@ def reproduce(
 
 
 def cmd_reproduce(args) -> int:
-    result = reproduce(
-        args.paper, args.scale, args.output, args.workers, args.overrides, args.quiet, args.dry_run
-    )
+    result = reproduce(args.paper, args.scale, args.output, args.workers, args.overrides, args.quiet, args.dry_run)
     return int(result.get("status", 0)) if isinstance(result, dict) else 0
 
 
@@ -826,9 +808,7 @@ def register(sub) -> None:
         description="targets: " + "; ".join(f"{t.name}: {t.title}" for t in TARGETS.values()),
     )
     s.add_argument("paper", choices=list(TARGETS), help="reproduction target")
-    s.add_argument(
-        "overrides", nargs="*", help="dotted key=value overrides for every run, e.g. train.threads=2"
-    )
+    s.add_argument("overrides", nargs="*", help="dotted key=value overrides for every run, e.g. train.threads=2")
     s.add_argument(
         "--scale",
         default="small",
@@ -841,9 +821,7 @@ def register(sub) -> None:
         default=None,
         help="output folder (default reports/reproduce-PAPER/ for small, reports/reproduce-PAPER-SCALE/)",
     )
-    s.add_argument(
-        "--workers", type=int, default=None, help="sweep worker processes (default 2 for small, else 1)"
-    )
+    s.add_argument("--workers", type=int, default=None, help="sweep worker processes (default 2 for small, else 1)")
     s.add_argument("--dry-run", action="store_true", help="print the plan and the expected time, run nothing")
     s.add_argument("--quiet", action="store_true", help="no per-trial lines or progress bars")
     s.set_defaults(func=cmd_reproduce)

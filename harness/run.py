@@ -56,8 +56,13 @@ def git_commit() -> str | None:
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
         if r.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return r.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -91,7 +96,9 @@ class RunDir:
             if not self.partial.exists() and final_busy:
                 os.replace(self.final, self.partial)  # continue a finished run (e.g. with more steps)
         elif final_busy and not self.overwrite:
-            raise HarnessError(f"output {self.final}: directory is not empty (use --overwrite, or --resume to continue)")
+            raise HarnessError(
+                f"output {self.final}: directory is not empty (use --overwrite, or --resume to continue)"
+            )
         self.partial.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.partial / ".lock", "w")
         try:
@@ -137,11 +144,17 @@ def load_checkpoint(path: Path) -> dict:
         called = re.search(r"GLOBAL (\S+)", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
         if called or "Unsupported global" in text:
             what = f" ({called[1]})" if called else ""
-            raise HarnessError(f"checkpoint {path}: refused, it contains objects other than plain data{what}, "
-                               "a pickle that could run code; expected a harness checkpoint") from None
+            raise HarnessError(
+                f"checkpoint {path}: refused, it contains objects other than plain data{what}, "
+                "a pickle that could run code; expected a harness checkpoint"
+            ) from None
         # torch's weights-only message wraps the cause in advice lines: keep the cause
-        lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith(("Weights only load failed",
-                 "Please file an issue", "Check the documentation"))]
+        lines = [
+            x.strip()
+            for x in text.splitlines()
+            if x.strip()
+            and not x.startswith(("Weights only load failed", "Please file an issue", "Check the documentation"))
+        ]
         msg = (lines[0] if lines else type(e).__name__).removeprefix("WeightsUnpickler error:").strip()
         raise HarnessError(f"checkpoint {path}: cannot be read ({msg[:160]}); expected a harness checkpoint") from None
     if not isinstance(ckpt, dict) or "harness" not in ckpt or "state_dict" not in ckpt:
@@ -159,8 +172,10 @@ def _check_same_model(ckpt: dict, run_dir: Path, ckpt_path: Path) -> None:
     ours = read_yaml(cfg_path).get("model") or {}
     for key, value in ours.items():
         if theirs.get(key) != value:
-            raise HarnessError(f"checkpoint {ckpt_path}: was trained with model.{key}={theirs.get(key)!r} but "
-                               f"{cfg_path} has model.{key}={value!r} (a checkpoint from another run?)")
+            raise HarnessError(
+                f"checkpoint {ckpt_path}: was trained with model.{key}={theirs.get(key)!r} but "
+                f"{cfg_path} has model.{key}={value!r} (a checkpoint from another run?)"
+            )
 
 
 def load_module(run_dir: Path, which: str = "best"):
@@ -175,8 +190,9 @@ def load_module(run_dir: Path, which: str = "best"):
     try:
         return TranslationModule.from_checkpoint_dict(ckpt)
     except RuntimeError as e:
-        raise HarnessError(f"checkpoint {ckpt_path}: weights do not match its config "
-                           f"({str(e).splitlines()[0][:160]})") from None
+        raise HarnessError(
+            f"checkpoint {ckpt_path}: weights do not match its config ({str(e).splitlines()[0][:160]})"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -215,8 +231,15 @@ class TrainResult:
     metrics: dict
 
 
-def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, resume: bool = False,
-          callbacks: list | None = None, progress: bool = True, trial_info: dict | None = None) -> TrainResult:
+def train(
+    cfg: ExperimentConfig,
+    output: str | Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    callbacks: list | None = None,
+    progress: bool = True,
+    trial_info: dict | None = None,
+) -> TrainResult:
     """Train, evaluate on the test split, write the run directory. Returns its path and metrics."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -242,8 +265,15 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         module.detokenize = data.tgt_tok.decode
         dm = TranslationDataModule(cfg, data)
         ckpt_dir = work / "checkpoints"
-        best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_bleu", mode="max",
-                                  save_top_k=1, save_last=True, enable_version_counter=False)
+        best_cb = ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor="val_bleu",
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+        )
         meter = ThroughputMeter()
         cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), ResumeState()]
         cbs += list(callbacks or [])
@@ -287,8 +317,9 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         except FloatingPointError as e:
-            kept = (f"the last good checkpoint is kept in {last}" if last.is_file()
-                    else "no checkpoint was saved before it")
+            kept = (
+                f"the last good checkpoint is kept in {last}" if last.is_file() else "no checkpoint was saved before it"
+            )
             raise HarnessError(f"training diverged: {e}; {kept} (run directory {work})") from None
         except SystemExit:
             # Lightning turns Ctrl-C into sys.exit(1) after SignalCheckpoint saved last.ckpt (and leaves SIGINT
@@ -343,14 +374,21 @@ def train(cfg: ExperimentConfig, output: str | Path, overwrite: bool = False, re
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise HarnessError(f"{e.filename or work}: {e.strerror}; the previous files are intact and the run is kept "
-                           f"in {work} (free some space, then rerun with --resume)") from None
+        raise HarnessError(
+            f"{e.filename or work}: {e.strerror}; the previous files are intact and the run is kept "
+            f"in {work} (free some space, then rerun with --resume)"
+        ) from None
     finally:
         run.release()
 
 
-def evaluate(run_dir: str | Path, split: str | None = None, beam: int | None = None, forced: bool | None = None,
-             progress: bool = True) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    split: str | None = None,
+    beam: int | None = None,
+    forced: bool | None = None,
+    progress: bool = True,
+) -> dict:
     from harness.data.datamodule import prepare
     from harness.evaluate import evaluate_split
 

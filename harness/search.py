@@ -164,7 +164,7 @@ def beam_search(
         for logprob, t_end, k_end, _ in finished[b]:
             toks, rows = [], []
             k = k_end
-            # the </s> at t_end was emitted by beam k_end of step t_end - 1 (its parent); its attention row is step t_end
+            # </s> was emitted at step t_end from beam k_end (its parent); its attention row is that step's
             if back_attn[t_end] is not None:
                 rows.append(back_attn[t_end][b, k, : src_len[b]])
             for s in range(t_end - 1, -1, -1):

@@ -93,9 +93,7 @@ class Param:
             return list(self.choices)
         if self.type == "int":
             if self.log:
-                raise HarnessError(
-                    f"{where}: sampler grid cannot expand a log int range; give a list of values"
-                )
+                raise HarnessError(f"{where}: sampler grid cannot expand a log int range; give a list of values")
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         if self.step is None:
             raise HarnessError(f"{where}: sampler grid needs a list of values or a float range with step")
@@ -221,9 +219,7 @@ def _parse_param(path: Path, name: str, raw) -> Param:
             raise HarnessError(f"{where}: repeated values in {raw}")
         return Param(name, "categorical", list(raw))
     if not isinstance(raw, dict):
-        raise HarnessError(
-            f"{where}: expected a list of values or a mapping {{type, low, high, log, step, choices}}"
-        )
+        raise HarnessError(f"{where}: expected a list of values or a mapping {{type, low, high, log, step, choices}}")
     for k in raw:
         if k not in PARAM_KEYS:
             raise HarnessError(
@@ -242,9 +238,7 @@ def _parse_param(path: Path, name: str, raw) -> Param:
     low, high, step, log = raw.get("low"), raw.get("high"), raw.get("step"), raw.get("log", False)
     for k, v in (("low", low), ("high", high)):
         if not _is_number(v) or (typ == "int" and not float(v).is_integer()):
-            raise HarnessError(
-                f"{where}.{k}: expected {'an integer' if typ == 'int' else 'a number'}, got {v!r}"
-            )
+            raise HarnessError(f"{where}.{k}: expected {'an integer' if typ == 'int' else 'a number'}, got {v!r}")
     if low >= high:
         raise HarnessError(f"{where}: low ({low}) must be < high ({high})")
     if not isinstance(log, bool):
@@ -273,9 +267,7 @@ def _parse_objectives(path: Path, raw) -> list[Objective]:
     for i, item in enumerate(items):
         where = _where(path, "objective" + (f"[{i}]" if isinstance(raw, list) else ""))
         if not isinstance(item, dict):
-            raise HarnessError(
-                f"{where}: expected a mapping {{metric: bleu, direction: maximize}}, got {item!r}"
-            )
+            raise HarnessError(f"{where}: expected a mapping {{metric: bleu, direction: maximize}}, got {item!r}")
         for k in item:
             if k not in ("metric", "direction"):
                 raise HarnessError(f"{where}.{k}: unknown key (expected metric, direction)")
@@ -287,8 +279,7 @@ def _parse_objectives(path: Path, raw) -> list[Objective]:
         direction = item.get("direction", "maximize")
         if direction not in DIRECTIONS:
             raise HarnessError(
-                f"{where}.direction: expected maximize or minimize, got {direction!r}"
-                f"{_suggest(direction, DIRECTIONS)}"
+                f"{where}.direction: expected maximize or minimize, got {direction!r}{_suggest(direction, DIRECTIONS)}"
             )
         out.append(Objective(metric, direction))
     if len({o.metric for o in out}) != len(out):
@@ -312,8 +303,7 @@ def load_spec(
     for key in raw:
         if key not in SPEC_KEYS:
             raise HarnessError(
-                f"{_where(path, key)}: unknown key (expected one of {', '.join(SPEC_KEYS)})"
-                f"{_suggest(key, SPEC_KEYS)}"
+                f"{_where(path, key)}: unknown key (expected one of {', '.join(SPEC_KEYS)}){_suggest(key, SPEC_KEYS)}"
             )
     base = _resolve_base(path, raw.get("base"))
     overrides = raw.get("overrides") or {}
@@ -331,9 +321,7 @@ def load_spec(
 
     space_raw = raw.get("space")
     if not isinstance(space_raw, dict) or not space_raw:
-        raise HarnessError(
-            f"{_where(path, 'space')}: empty search space (expected a mapping of dotted config keys)"
-        )
+        raise HarnessError(f"{_where(path, 'space')}: empty search space (expected a mapping of dotted config keys)")
     space = {str(k): _parse_param(path, str(k), v) for k, v in space_raw.items()}
     swept = {k for p in space.values() for k in (p.bundle and next(iter(p.bundle.values())) or {p.name: 0})}
     for k in cli:
@@ -349,8 +337,7 @@ def load_spec(
     pruner = raw.get("pruner", "none")
     if pruner not in PRUNERS:
         raise HarnessError(
-            f"{_where(path, 'pruner')}: expected one of {', '.join(PRUNERS)}, got {pruner!r}"
-            f"{_suggest(pruner, PRUNERS)}"
+            f"{_where(path, 'pruner')}: expected one of {', '.join(PRUNERS)}, got {pruner!r}{_suggest(pruner, PRUNERS)}"
         )
     objectives = _parse_objectives(path, raw.get("objective"))
     if len(objectives) > 1 and pruner != "none":
@@ -405,9 +392,7 @@ def load_spec(
                 raise HarnessError(f"{_where(path, 'space')}: grid point {shown}: {e}") from None
     else:
         if budget is None:
-            raise HarnessError(
-                f"{_where(path, 'n_trials')}: required for sampler {sampler} (the trial budget)"
-            )
+            raise HarnessError(f"{_where(path, 'n_trials')}: required for sampler {sampler} (the trial budget)")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise HarnessError(f"{_where(path, key)}: expected a positive integer, got {budget!r}")
         # one dimension at a time (the others at the base value): every choice and both ends of every range
@@ -456,9 +441,7 @@ def open_storage(url: str, heartbeat: float = 10.0):
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         if not url.startswith(("sqlite://", "postgres", "mysql")):
-            raise HarnessError(
-                f"--storage {shown}: expected sqlite:///FILE, postgresql://..., or journal:///FILE"
-            )
+            raise HarnessError(f"--storage {shown}: expected sqlite:///FILE, postgresql://..., or journal:///FILE")
         engine_kwargs: dict[str, Any] = {}
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -557,9 +540,7 @@ def make_sampler(spec: SweepSpec, worker: int = 0):
         # seed 0 in every worker: the same grid order everywhere (trial k -> grid point k)
         return _GridSampler(spec.grid_space, seed=0)
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=None
-        )  # entropy per worker: workers must not sample in lock-step
+        return optuna.samplers.TPESampler(seed=None)  # entropy per worker: workers must not sample in lock-step
     return optuna.samplers.RandomSampler(seed=None)
 
 
@@ -577,9 +558,7 @@ def create_or_load_study(spec: SweepSpec, name: str, storage, worker: int = 0, c
     import optuna
 
     directions = [o.direction for o in spec.objectives]
-    kwargs = dict(
-        study_name=name, storage=storage, sampler=make_sampler(spec, worker), pruner=make_pruner(spec)
-    )
+    kwargs = dict(study_name=name, storage=storage, sampler=make_sampler(spec, worker), pruner=make_pruner(spec))
     if not create:
         return optuna.load_study(**kwargs)
     study = optuna.create_study(directions=directions, load_if_exists=True, **kwargs)
@@ -834,9 +813,7 @@ class Objective_:
         out = Path(ctx.reports) / ctx.study / "trials" / str(trial.number)
         info = {"trial": trial.number, "study": ctx.study, **params, "seed": seed}
         try:
-            result = train(
-                cfg, output=out, overwrite=True, trial_info=info, callbacks=callbacks, progress=False
-            )
+            result = train(cfg, output=out, overwrite=True, trial_info=info, callbacks=callbacks, progress=False)
         except optuna.TrialPruned as e:
             trial.set_user_attr("fail_reason", str(e) or "pruned")
             trial.set_user_attr("run_dir", str(out.with_name(out.name + ".partial")))
@@ -885,11 +862,7 @@ def _describe(spec: SweepSpec, t) -> str:
         vals = "  ".join(f"{o.metric} {v:.3f}" for o, v in zip(spec.objectives, t.values))
     else:
         vals = t.user_attrs.get("fail_reason", "")
-    secs = (
-        (t.datetime_complete - t.datetime_start).total_seconds()
-        if t.datetime_complete and t.datetime_start
-        else 0
-    )
+    secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
     return f"trial {t.number} {state:<8} {vals}  ({params}{', ' if params else ''}seed={seed}) {secs:.1f} s"
 
 
@@ -920,9 +893,7 @@ def run_worker(ctx: Context) -> int:
         if prog.finished >= spec.n_trials:
             return 0
         if spec.sampler == "grid":
-            can_start = prog.finished + prog.running < spec.n_trials and (
-                prog.waiting > 0 or prog.untouched > 0
-            )
+            can_start = prog.finished + prog.running < spec.n_trials and (prog.waiting > 0 or prog.untouched > 0)
         else:
             can_start = prog.finished + prog.running < spec.n_trials
         if not can_start:
@@ -943,13 +914,10 @@ def run_worker(ctx: Context) -> int:
         mine = [
             t
             for t in study.get_trials(deepcopy=False)
-            if t.number not in before
-            and t.user_attrs.get("worker") == f"{socket.gethostname()}:{os.getpid()}"
+            if t.number not in before and t.user_attrs.get("worker") == f"{socket.gethostname()}:{os.getpid()}"
         ]
         for t in mine:
-            if t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith(
-                "not run"
-            ):
+            if t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith("not run"):
                 failures += 1
             elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
                 failures = 0
@@ -1023,8 +991,7 @@ def _run_slurm(ctx: Context, workers: int, cluster: str | None) -> int:
         timeout_min=24 * 60, gpus_per_node=ctx.gpus_per_trial, tasks_per_node=1, name=f"sweep-{ctx.study}"
     )
     jobs = [
-        executor.submit(_slurm_job, dataclasses.asdict(dataclasses.replace(ctx, worker=i + 1)))
-        for i in range(workers)
+        executor.submit(_slurm_job, dataclasses.asdict(dataclasses.replace(ctx, worker=i + 1))) for i in range(workers)
     ]
     if not ctx.quiet:
         print(
@@ -1131,9 +1098,7 @@ def cmd_sweep(args) -> int:
     prog = progress(spec, trials)
     print(summarize(spec, study))
     if not args.quiet:
-        print(
-            f"wall time {time.perf_counter() - t0:.1f} s; trials in {reports / name / 'trials'}", flush=True
-        )
+        print(f"wall time {time.perf_counter() - t0:.1f} s; trials in {reports / name / 'trials'}", flush=True)
     if prog.finished < spec.n_trials:
         left = spec.n_trials - prog.finished
         print(
@@ -1187,9 +1152,7 @@ class _IntermixedParser(argparse.ArgumentParser):
 def register(sub) -> None:
     s = sub.add_parser("sweep", help="run an Optuna study from a sweeps/*.yaml spec with N workers")
     s.add_argument("spec", help="sweep spec, e.g. sweeps/score_functions.yaml")
-    s.add_argument(
-        "overrides", nargs="*", help="dotted key=value overrides for every trial, e.g. data.name=multi30k"
-    )
+    s.add_argument("overrides", nargs="*", help="dotted key=value overrides for every trial, e.g. data.name=multi30k")
     s.add_argument("--study", default=None, help="study name (default: the spec's file name)")
     s.add_argument(
         "--storage",

@@ -209,9 +209,7 @@ def _init_run(cfg: ExperimentConfig, run_dir: Path, mode: str, config: dict, tri
     )
 
 
-def make_wandb_logger(
-    cfg: ExperimentConfig, run_dir: Path, data, params: int, trial_info: dict | None = None
-):
+def make_wandb_logger(cfg: ExperimentConfig, run_dir: Path, data, params: int, trial_info: dict | None = None):
     """A WandbLogger writing under RUN_DIR/wandb, or None when disabled or when W&B cannot start."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -229,9 +227,7 @@ def make_wandb_logger(
                 raise
             log.warning("W&B online start failed (%s); logging offline instead", _one_line(e))
             run = _init_run(cfg, run_dir, "offline", config, trial_info)
-        logger = SafeWandbLogger(
-            experiment=run, save_dir=str(run_dir), name=run_name(cfg), project=run.project
-        )
+        logger = SafeWandbLogger(experiment=run, save_dir=str(run_dir), name=run_name(cfg), project=run.project)
         # Lightning sets this x axis only for runs it starts itself; step_sync fills it in for later logs
         run.define_metric("trainer/global_step")
         run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
@@ -318,9 +314,7 @@ def attention_images(run_dir: Path, indices=HEATMAP_SENTENCES) -> list[tuple[int
         for i in indices:
             if i >= count or f"attn_{i}" not in z:
                 continue
-            fig = attention_figure(
-                z[f"src_{i}"].tolist(), z[f"tgt_{i}"].tolist(), z[f"attn_{i}"], f"test sentence {i}"
-            )
+            fig = attention_figure(z[f"src_{i}"].tolist(), z[f"tgt_{i}"].tolist(), z[f"attn_{i}"], f"test sentence {i}")
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
             buffer.seek(0)

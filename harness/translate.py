@@ -18,7 +18,9 @@ from harness.evaluate import decode_split, save_attention
 from harness.run import load_module
 
 
-def translate_stream(run_dir: str | Path, fin, fout, beam: int | None = None, attention_file: str | None = None) -> None:
+def translate_stream(
+    run_dir: str | Path, fin, fout, beam: int | None = None, attention_file: str | None = None
+) -> None:
     module = load_module(Path(run_dir), "best")
     cfg = module.cfg
     corpus = load_corpus(cfg.data)
@@ -32,8 +34,11 @@ def translate_stream(run_dir: str | Path, fin, fout, beam: int | None = None, at
     for n, line in enumerate(lines):
         toks = src_tok.encode(line) if line else []
         if len(toks) > limit:
-            print(f"warning: stdin line {n + 1}: {len(toks)} tokens > data.max_len={limit}; translated in chunks "
-                  f"of {limit} tokens", file=sys.stderr)
+            print(
+                f"warning: stdin line {n + 1}: {len(toks)} tokens > data.max_len={limit}; translated in chunks "
+                f"of {limit} tokens",
+                file=sys.stderr,
+            )
             words = line.split()
             step = max(1, limit // 2) if len(words) < len(toks) else limit
             parts = [" ".join(words[i : i + step]) for i in range(0, len(words), step)]

@@ -134,9 +134,7 @@ def iter_log_records(data: bytes, source: str = "W&B log") -> Iterator[bytes]:
             yield b"".join(pending)
             pending = None
         else:
-            raise HarnessError(
-                f"{source}: unexpected record type {kind} at byte {pos - length - RECORD_HEADER.size}"
-            )
+            raise HarnessError(f"{source}: unexpected record type {kind} at byte {pos - length - RECORD_HEADER.size}")
 
 
 def iter_records(path: str | Path):

@@ -34,12 +34,21 @@ TINY = [
 def needs_data(*folders: str):
     """Skip unless the shared data folders exist (CI has ../shared beside the clone)."""
     missing = [f for f in folders if not (data_root() / f).is_dir()]
-    return pytest.mark.skipif(bool(missing), reason=f"shared data not found: {data_root()}/{missing[0] if missing else ''} "
-                              "(set HARNESS_DATA_DIR)")
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"shared data not found: {data_root()}/{missing[0] if missing else ''} (set HARNESS_DATA_DIR)",
+    )
 
 
 def run_cli(*args: str, stdin: str | None = None, timeout: int = 300, env: dict | None = None):
     """Run `harness ...` in a subprocess; returns CompletedProcess (text)."""
     e = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], input=stdin, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=e)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=e,
+    )

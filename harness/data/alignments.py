@@ -124,8 +124,7 @@ def _check_ranges(
                 )
                 if base == 0 and index == length and not has_zero:
                     raise HarnessError(
-                        f"{message}, and no index 0 appears in the file: "
-                        "the file looks 1-indexed (use format talp)"
+                        f"{message}, and no index 0 appears in the file: the file looks 1-indexed (use format talp)"
                     )
                 raise HarnessError(f"{message} ({fmt} is {base}-indexed: valid {base}..{length - 1 + base})")
 
@@ -152,12 +151,9 @@ def read_alignments(
     lines = _read_lines(path, name)
     expected = src_lengths if src_lengths is not None else tgt_lengths
     if expected is not None and len(lines) != len(expected):
-        raise HarnessError(
-            f"{name}: has {len(lines)} lines, expected {len(expected)} (one per sentence pair)"
-        )
+        raise HarnessError(f"{name}: has {len(lines)} lines, expected {len(expected)} (one per sentence pair)")
     alignments = [
-        parse_links(line, fmt, src_first, where=f"{name} line {number}")
-        for number, line in enumerate(lines, start=1)
+        parse_links(line, fmt, src_first, where=f"{name} line {number}") for number, line in enumerate(lines, start=1)
     ]
     _check_ranges(alignments, fmt, src_first, src_lengths, tgt_lengths, name)
     return alignments

@@ -59,7 +59,9 @@ def read_lines(path: Path) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise HarnessError(f"data file {path}: not valid UTF-8 at byte offset {e.start} (expected UTF-8 text)") from None
+        raise HarnessError(
+            f"data file {path}: not valid UTF-8 at byte offset {e.start} (expected UTF-8 text)"
+        ) from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -109,7 +111,9 @@ def _attach_gold(split: Split, path: Path, fmt: str, src_first: bool, name: str)
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise HarnessError(f"data.name={what}: folder {path} not found (set HARNESS_DATA_DIR to the shared data folder)")
+        raise HarnessError(
+            f"data.name={what}: folder {path} not found (set HARNESS_DATA_DIR to the shared data folder)"
+        )
     return path
 
 
@@ -156,7 +160,9 @@ def _hansards(cfg: DataConfig) -> Corpus:
         root / f"train.{cfg.src_lang}.gz", root / f"train.{cfg.tgt_lang}.gz", "train", True, cfg.train_limit
     )
     corpus.splits["train"] = s
-    corpus.splits["val"], _ = read_parallel(root / f"trial.{cfg.src_lang}", root / f"trial.{cfg.tgt_lang}", "val", False)
+    corpus.splits["val"], _ = read_parallel(
+        root / f"trial.{cfg.src_lang}", root / f"trial.{cfg.tgt_lang}", "val", False
+    )
     test, _ = read_parallel(root / f"test.{cfg.src_lang}", root / f"test.{cfg.tgt_lang}", "test", False, cfg.test_limit)
     gold_lines = root / "test.gold.talp"
     if cfg.test_limit:
@@ -264,7 +270,11 @@ def available() -> list[str]:
     """Data sets whose files are present under the data root (for `harness list`)."""
     root = data_root()
     found = ["synthetic"]
-    for name, folder in (("multi30k", "multi30k"), ("hansards_enfr", "hansards_enfr"), ("europarl_deen", "rwth_deen_gold")):
+    for name, folder in (
+        ("multi30k", "multi30k"),
+        ("hansards_enfr", "hansards_enfr"),
+        ("europarl_deen", "rwth_deen_gold"),
+    ):
         if (root / folder).is_dir():
             found.append(name)
     return found

@@ -68,7 +68,9 @@ def encode_split(split: Split, src_tok, tgt_tok, src_vocab: Vocab, tgt_vocab: Vo
     )
 
 
-def prepare(cfg: ExperimentConfig, corpus: Corpus | None = None, vocabs: tuple[list, list] | None = None) -> PreparedData:
+def prepare(
+    cfg: ExperimentConfig, corpus: Corpus | None = None, vocabs: tuple[list, list] | None = None
+) -> PreparedData:
     """Load the corpus, train/restore tokenizers and vocabularies, encode every split, length-filter train.
 
     `vocabs` (src itos, tgt itos) restores the vocabularies of a trained model instead of rebuilding them.
@@ -77,8 +79,12 @@ def prepare(cfg: ExperimentConfig, corpus: Corpus | None = None, vocabs: tuple[l
     src_tok, tgt_tok = make_tokenizers(cfg.data, corpus)
     train = corpus.splits["train"]
     if vocabs is None:
-        src_vocab = Vocab.build([src_tok.encode(s) for s in train.src], cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
-        tgt_vocab = Vocab.build([tgt_tok.encode(t) for t in train.tgt], cfg.data.vocab_min_freq, cfg.data.vocab_max_size)
+        src_vocab = Vocab.build(
+            [src_tok.encode(s) for s in train.src], cfg.data.vocab_min_freq, cfg.data.vocab_max_size
+        )
+        tgt_vocab = Vocab.build(
+            [tgt_tok.encode(t) for t in train.tgt], cfg.data.vocab_min_freq, cfg.data.vocab_max_size
+        )
     else:
         src_vocab, tgt_vocab = Vocab(vocabs[0]), Vocab(vocabs[1])
     data = PreparedData(corpus, src_tok, tgt_tok, src_vocab, tgt_vocab)

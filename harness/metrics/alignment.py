@@ -49,9 +49,7 @@ def _one_hot(word_of_piece: list[int], pieces: int, side: str) -> np.ndarray:
     return matrix
 
 
-def merge_subwords(
-    attn: np.ndarray, src_word_of_piece: list[int], tgt_word_of_piece: list[int]
-) -> np.ndarray:
+def merge_subwords(attn: np.ndarray, src_word_of_piece: list[int], tgt_word_of_piece: list[int]) -> np.ndarray:
     """Attention over subword pieces (T_pieces+1, S_pieces) -> over words (T_words+1, S_words).
 
     Columns are summed per source word: the attention mass a step puts on a word is the sum over its

@@ -65,8 +65,20 @@ class LuongDecoder(nn.Module):
     cell and no input feeding it is the Cho-style decoder of `seq2seq_attn`.
     """
 
-    def __init__(self, vocab_size, emb_size, hidden_size, layers, cell, attention, key_size, enc_sizes,
-                 enc_cell, input_feeding=True, dropout=0.0):
+    def __init__(
+        self,
+        vocab_size,
+        emb_size,
+        hidden_size,
+        layers,
+        cell,
+        attention,
+        key_size,
+        enc_sizes,
+        enc_cell,
+        input_feeding=True,
+        dropout=0.0,
+    ):
         super().__init__()
         self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
         self.attention = attention
@@ -75,8 +87,9 @@ class LuongDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
         in_size = emb_size + (hidden_size if self.input_feeding else 0)
-        self.rnn = rnn_cls(in_size, hidden_size, num_layers=layers, batch_first=True,
-                           dropout=dropout if layers > 1 else 0.0)
+        self.rnn = rnn_cls(
+            in_size, hidden_size, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
         self.bridge_h = Bridge(enc_sizes, hidden_size, layers)
         self.bridge_c = Bridge(enc_sizes, hidden_size, layers) if cell == "lstm" and enc_cell == "lstm" else None
         if attention is not None:

@@ -68,8 +68,12 @@ class RNNEncoder(nn.Module):
         dirs = 2 if bidirectional == "all" else 1
         if self.fused:
             self.rnn = rnn_cls(
-                emb_size, hidden_size, num_layers=layers, batch_first=True,
-                bidirectional=dirs == 2, dropout=dropout if layers > 1 else 0.0,
+                emb_size,
+                hidden_size,
+                num_layers=layers,
+                batch_first=True,
+                bidirectional=dirs == 2,
+                dropout=dropout if layers > 1 else 0.0,
             )
             self.layer_sizes = [hidden_size * dirs] * layers
         else:

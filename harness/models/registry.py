@@ -19,8 +19,10 @@ def key_size(cfg) -> int:
 def _unknown(kind: str, value: str, valid: list[str], source: str) -> HarnessError:
     close = difflib.get_close_matches(value, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return HarnessError(f"{source}: model.{kind} '{value}' is not {'an architecture' if kind == 'arch' else 'a score function'}"
-                        f"{hint}; valid: {', '.join(valid)}")
+    return HarnessError(
+        f"{source}: model.{kind} '{value}' is not {'an architecture' if kind == 'arch' else 'a score function'}"
+        f"{hint}; valid: {', '.join(valid)}"
+    )
 
 
 def check_model_config(cfg, source: str = "config") -> None:
@@ -31,15 +33,21 @@ def check_model_config(cfg, source: str = "config") -> None:
         raise _unknown("score", cfg.score, score_names() + ["concat"], source)
     spec = ARCHS[cfg.arch]
     if spec.scores is not None and score not in spec.scores:
-        raise HarnessError(f"{source}: model.score '{cfg.score}' does not apply to model.arch '{cfg.arch}' "
-                           f"(valid: {', '.join(spec.scores)})")
+        raise HarnessError(
+            f"{source}: model.score '{cfg.score}' does not apply to model.arch '{cfg.arch}' "
+            f"(valid: {', '.join(spec.scores)})"
+        )
     if cfg.attention_type not in spec.attention_types:
-        raise HarnessError(f"{source}: model.attention_type '{cfg.attention_type}' does not apply to model.arch "
-                           f"'{cfg.arch}' (valid: {', '.join(spec.attention_types)})")
+        raise HarnessError(
+            f"{source}: model.attention_type '{cfg.attention_type}' does not apply to model.arch "
+            f"'{cfg.arch}' (valid: {', '.join(spec.attention_types)})"
+        )
     if score != "none" and SCORES[score].needs_same_size and key_size(cfg) != cfg.hidden_size:
-        raise HarnessError(f"{source}: model.score '{cfg.score}' needs the decoder state and the encoder states to "
-                           f"have the same size, but model.arch '{cfg.arch}' gives {cfg.hidden_size} vs "
-                           f"{key_size(cfg)} (set model.enc_hidden_size, or use general/additive)")
+        raise HarnessError(
+            f"{source}: model.score '{cfg.score}' needs the decoder state and the encoder states to "
+            f"have the same size, but model.arch '{cfg.arch}' gives {cfg.hidden_size} vs "
+            f"{key_size(cfg)} (set model.enc_hidden_size, or use general/additive)"
+        )
     if cfg.arch == "bahdanau" and key_size(cfg) % 2:
         raise HarnessError(f"{source}: model.enc_hidden_size must give an even encoder output for bahdanau")
     if cfg.arch == "bahdanau" and (cfg.maxout_size or cfg.hidden_size // 2) < 1:

@@ -100,56 +100,144 @@ def _enc_hidden(cfg: ModelConfig, bidirectional: bool) -> int:
     return cfg.hidden_size // 2 if bidirectional else cfg.hidden_size
 
 
-@register_arch("seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"],
-               default_score="none")
+@register_arch(
+    "seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"], default_score="none"
+)
 def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "lstm", "none",
-                     cfg.dropout, reverse_source=cfg.reverse_source)
-    dec = LuongDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, "lstm", None, enc.output_size,
-                       enc.layer_sizes, "lstm", input_feeding=False, dropout=cfg.dropout)
+    enc = RNNEncoder(
+        src_vocab,
+        cfg.emb_size,
+        _enc_hidden(cfg, False),
+        cfg.enc_layers,
+        "lstm",
+        "none",
+        cfg.dropout,
+        reverse_source=cfg.reverse_source,
+    )
+    dec = LuongDecoder(
+        tgt_vocab,
+        cfg.emb_size,
+        cfg.hidden_size,
+        cfg.dec_layers,
+        "lstm",
+        None,
+        enc.output_size,
+        enc.layer_sizes,
+        "lstm",
+        input_feeding=False,
+        dropout=cfg.dropout,
+    )
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
-@register_arch("seq2seq_attn", "Cho et al. 2014 GRU encoder-decoder + attention (any score function)",
-               default_score="general")
+@register_arch(
+    "seq2seq_attn", "Cho et al. 2014 GRU encoder-decoder + attention (any score function)", default_score="general"
+)
 def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "gru", "none",
-                     cfg.dropout, reverse_source=cfg.reverse_source)
+    enc = RNNEncoder(
+        src_vocab,
+        cfg.emb_size,
+        _enc_hidden(cfg, False),
+        cfg.enc_layers,
+        "gru",
+        "none",
+        cfg.dropout,
+        reverse_source=cfg.reverse_source,
+    )
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
-    dec = LuongDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, "gru", attn, enc.output_size,
-                       enc.layer_sizes, "gru", input_feeding=False, dropout=cfg.dropout)
+    dec = LuongDecoder(
+        tgt_vocab,
+        cfg.emb_size,
+        cfg.hidden_size,
+        cfg.dec_layers,
+        "gru",
+        attn,
+        enc.output_size,
+        enc.layer_sizes,
+        "gru",
+        input_feeding=False,
+        dropout=cfg.dropout,
+    )
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
 @register_arch("bahdanau", "Bahdanau et al. 2015 RNNsearch (BiGRU, additive attention from s_{i-1}, maxout)")
 def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, True), cfg.enc_layers, "gru", "all",
-                     cfg.dropout, reverse_source=cfg.reverse_source)
+    enc = RNNEncoder(
+        src_vocab,
+        cfg.emb_size,
+        _enc_hidden(cfg, True),
+        cfg.enc_layers,
+        "gru",
+        "all",
+        cfg.dropout,
+        reverse_source=cfg.reverse_source,
+    )
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
-    dec = BahdanauDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, attn, enc.output_size,
-                          cfg.maxout_size or cfg.hidden_size // 2, cfg.dropout)
+    dec = BahdanauDecoder(
+        tgt_vocab,
+        cfg.emb_size,
+        cfg.hidden_size,
+        attn,
+        enc.output_size,
+        cfg.maxout_size or cfg.hidden_size // 2,
+        cfg.dropout,
+    )
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
-@register_arch("luong", "Luong et al. 2015 (stacked LSTM, global/local attention, input feeding)",
-               attention_types=("global", "local-m", "local-p"), default_score="general")
+@register_arch(
+    "luong",
+    "Luong et al. 2015 (stacked LSTM, global/local attention, input feeding)",
+    attention_types=("global", "local-m", "local-p"),
+    default_score="general",
+)
 def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "lstm", "none",
-                     cfg.dropout, reverse_source=cfg.reverse_source)
+    enc = RNNEncoder(
+        src_vocab,
+        cfg.emb_size,
+        _enc_hidden(cfg, False),
+        cfg.enc_layers,
+        "lstm",
+        "none",
+        cfg.dropout,
+        reverse_source=cfg.reverse_source,
+    )
     attn = build_attention(cfg.score, cfg.attention_type, cfg.hidden_size, enc.output_size, cfg)
-    dec = LuongDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, "lstm", attn, enc.output_size,
-                       enc.layer_sizes, "lstm", input_feeding=cfg.input_feeding, dropout=cfg.dropout)
+    dec = LuongDecoder(
+        tgt_vocab,
+        cfg.emb_size,
+        cfg.hidden_size,
+        cfg.dec_layers,
+        "lstm",
+        attn,
+        enc.output_size,
+        enc.layer_sizes,
+        "lstm",
+        input_feeding=cfg.input_feeding,
+        dropout=cfg.dropout,
+    )
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
 @register_arch("gnmt", "Wu et al. 2016 GNMT (bi bottom encoder layer, residual stack, additive attention)")
 def build_gnmt(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(src_vocab, cfg.emb_size, _enc_hidden(cfg, False), cfg.enc_layers, "lstm", "bottom",
-                     cfg.dropout, residual_from=cfg.residual_from, reverse_source=cfg.reverse_source)
+    enc = RNNEncoder(
+        src_vocab,
+        cfg.emb_size,
+        _enc_hidden(cfg, False),
+        cfg.enc_layers,
+        "lstm",
+        "bottom",
+        cfg.dropout,
+        residual_from=cfg.residual_from,
+        reverse_source=cfg.reverse_source,
+    )
     # the bottom layer is bidirectional with H per direction (2H out), the next layer maps 2H -> H
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
-    dec = GNMTDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, attn, enc.output_size,
-                      cfg.residual_from, cfg.dropout)
+    dec = GNMTDecoder(
+        tgt_vocab, cfg.emb_size, cfg.hidden_size, cfg.dec_layers, attn, enc.output_size, cfg.residual_from, cfg.dropout
+    )
     return Seq2Seq(enc, dec, tgt_vocab)
 
 

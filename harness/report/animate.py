@@ -54,9 +54,7 @@ class _Animator:
         S = len(src)
         self.cmap = plt.get_cmap("Blues")
         self.fig = fig = plt.figure(figsize=(max(8.0, 0.55 * S + 3.6), 4.4))
-        grid = fig.add_gridspec(
-            2, 2, width_ratios=[3, 1.2], height_ratios=[2.2, 1.0], wspace=0.25, hspace=0.45
-        )
+        grid = fig.add_gridspec(2, 2, width_ratios=[3, 1.2], height_ratios=[2.2, 1.0], wspace=0.25, hspace=0.45)
         # attention weights over the source words: bars shaded by weight, the weight written above
         ax = self.ax = fig.add_subplot(grid[0, 0])
         self.bars = ax.bar(range(S), np.zeros(S), edgecolor="#333")
@@ -130,9 +128,7 @@ def _short(word: str, n: int = 12) -> str:
 def animation_frames(attn: np.ndarray, src: list[str], tgt: list[str], title: str = "") -> list:
     """One PIL frame per output word."""
     if attn.shape != (len(tgt) + 1, len(src)):
-        raise HarnessError(
-            f"attention shape {attn.shape} does not match {len(tgt)} output and {len(src)} source words"
-        )
+        raise HarnessError(f"attention shape {attn.shape} does not match {len(tgt)} output and {len(src)} source words")
     animator = _Animator(attn, src, tgt, title)
     try:
         return [animator.frame(t) for t in range(len(tgt))]

@@ -97,9 +97,7 @@ def load(
         "BLEU": sorted(
             {str(r.metrics["sacrebleu_signature"]) for r in src.runs if r.metrics.get("sacrebleu_signature")}
         ),
-        "chrF": sorted(
-            {str(r.metrics["chrf_signature"]) for r in src.runs if r.metrics.get("chrf_signature")}
-        ),
+        "chrF": sorted({str(r.metrics["chrf_signature"]) for r in src.runs if r.metrics.get("chrf_signature")}),
         "bootstrap": boot_sigs,
     }
     if title is None:

@@ -73,9 +73,7 @@ def register(sub) -> None:
         help="an Optuna study name, or run directories (folders with metrics.json; "
         "a folder of run directories stands for all of them)",
     )
-    s.add_argument(
-        "--storage", default=None, help="study storage URL (default sqlite:///reports/STUDY/study.db)"
-    )
+    s.add_argument("--storage", default=None, help="study storage URL (default sqlite:///reports/STUDY/study.db)")
     s.add_argument("--output", "-o", default=None, help="output folder (default reports/STUDY/)")
     s.add_argument("--title", default=None)
     s.add_argument("--index", type=int, default=0, help="test sentence shown in heatmaps and the animation")
@@ -84,13 +82,9 @@ def register(sub) -> None:
     s.add_argument("--no-animation", action="store_true", help="skip the decoding animation")
     s.set_defaults(func=cmd_report)
 
-    s = sub.add_parser(
-        "animate", help="animated GIF of a run decoding one test sentence, one frame per output word"
-    )
+    s = sub.add_parser("animate", help="animated GIF of a run decoding one test sentence, one frame per output word")
     s.add_argument("run_dir")
     s.add_argument("--index", type=int, default=0, help="sentence index in the split (default 0)")
     s.add_argument("--split", default="test")
-    s.add_argument(
-        "--output", "-o", default=None, help="GIF file (default RUN_DIR/attention/<split>-<N>.gif)"
-    )
+    s.add_argument("--output", "-o", default=None, help="GIF file (default RUN_DIR/attention/<split>-<N>.gif)")
     s.set_defaults(func=cmd_animate)

@@ -66,9 +66,7 @@ class Cell:
 
 
 def table_html(headers: list[str], rows: list[list[Any]], left: set[int] = frozenset(), id_: str = "") -> str:
-    ths = "".join(
-        f'<th class="l">{esc(h)}</th>' if i in left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers)
-    )
+    ths = "".join(f'<th class="l">{esc(h)}</th>' if i in left else f"<th>{esc(h)}</th>" for i, h in enumerate(headers))
     body = []
     for row in rows:
         cells = []
@@ -115,8 +113,7 @@ def leaderboard_rows(report: Report, marker: str) -> tuple[list[str], list[list[
     best = best_configurations(lb)
     metrics = [m for m in METRICS if lb[f"{m[0]}_mean"].notna().any()]
     headers = ["rank", "configuration", "n (seeds)"] + [
-        f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip()
-        for _, label, better in metrics
+        f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip() for _, label, better in metrics
     ]
     rows = []
     for _, r in lb.iterrows():
@@ -241,9 +238,7 @@ def config_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
 def configurations_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
     keys = report.group_keys
     headers = ["configuration", *keys, "runs"]
-    rows = [
-        [r["configuration"], *[r.get(k) for k in keys], r["runs"]] for _, r in report.leaderboard.iterrows()
-    ]
+    rows = [[r["configuration"], *[r.get(k) for k in keys], r["runs"]] for _, r in report.leaderboard.iterrows()]
     return headers, rows
 
 
@@ -389,9 +384,7 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
         plot_parts.append("<h3>BLEU against size and speed</h3>" + img(figs["cost"], alt="BLEU vs cost"))
     for name, data in (figs.get("optuna") or {}).items():
         plot_parts.append(f"<h3>Optuna: {esc(name)}</h3>" + img(data, alt=name))
-    parts.append(
-        _section("Plots", *(plot_parts or ['<p class="muted">nothing to plot</p>']), id_="plots-section")
-    )
+    parts.append(_section("Plots", *(plot_parts or ['<p class="muted">nothing to plot</p>']), id_="plots-section"))
     He, Re, src_text, ref_text = example_rows(report, index)
     ex = [
         f'<p>Test sentence {index}. <b>Source:</b> <span class="mono">{esc(src_text)}</span><br>'
@@ -408,15 +401,12 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
             f"<h3>Decoding step by step: {esc(figs['gif_run'])}</h3>"
             '<p class="note">One frame per output word: the attention weights over the source words, the '
             "context vector as their weighted sum of encoder states, the word emitted and the output so far "
-            '(after "Attn: Illustrated Attention", Karim 2019).</p>'
-            + img(figs["gif"], "image/gif", "animation")
+            '(after "Attn: Illustrated Attention", Karim 2019).</p>' + img(figs["gif"], "image/gif", "animation")
         )
     parts.append(_section("One sentence across configurations", *ex, id_="example-section"))
     Hc, Rc = configurations_rows(report)
     Hs, Rs = config_rows(report)
-    sigs = "".join(
-        f"<li>{esc(k)}: <code>{esc(s)}</code></li>" for k, v in report.signatures.items() for s in v
-    )
+    sigs = "".join(f"<li>{esc(k)}: <code>{esc(s)}</code></li>" for k, v in report.signatures.items() for s in v)
     cfg = [
         f"<h3>Configurations</h3>{table_html(Hc, Rc, set(range(len(Hc))))}",
         f"<h3>sacreBLEU signatures</h3><ul>{sigs or '<li>none recorded</li>'}</ul>",
@@ -433,14 +423,10 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
     Hr, Rr = runs_rows(report)
     parts.append(_section("Runs", table_html(Hr, Rr, {0, 1, len(Hr) - 1}, "runs"), id_="runs-section"))
     if report.notes:
-        parts.append(
-            _section("Notes", "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>")
-        )
+        parts.append(_section("Notes", "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>"))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
+        f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
     )
 
 

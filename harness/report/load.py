@@ -63,9 +63,7 @@ def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
         elif p.is_dir() and (kids := sorted(c for c in p.iterdir() if is_run_dir(c))):
             out.extend(kids)
         elif p.is_dir():
-            raise HarnessError(
-                f"run directory {p}: no metrics.json (expected a finished `harness train` output)"
-            )
+            raise HarnessError(f"run directory {p}: no metrics.json (expected a finished `harness train` output)")
         else:
             raise HarnessError(f"run directory {p}: not found")
     return out
@@ -88,9 +86,7 @@ def read_metrics(path: Path) -> dict:
     try:
         m = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise HarnessError(
-            f"metrics {path}: cannot be read as JSON ({str(e).splitlines()[0][:120]})"
-        ) from None
+        raise HarnessError(f"metrics {path}: cannot be read as JSON ({str(e).splitlines()[0][:120]})") from None
     if not isinstance(m, dict):
         raise HarnessError(f"metrics {path}: expected a JSON object")
     return m
@@ -137,9 +133,7 @@ def from_study(name: str, storage: str | None = None) -> Source:
     if storage.startswith("sqlite:///"):
         db = Path(storage.removeprefix("sqlite:///"))
         if not db.is_file():  # optuna would silently create an empty database
-            raise HarnessError(
-                f"study storage {db}: not found (run `harness sweep` first, or pass --storage URL)"
-            )
+            raise HarnessError(f"study storage {db}: not found (run `harness sweep` first, or pass --storage URL)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -150,28 +144,20 @@ def from_study(name: str, storage: str | None = None) -> Source:
             have = "?"
         raise HarnessError(f"study '{name}': not found in {storage} (studies there: {have})") from None
     except Exception as e:
-        raise HarnessError(
-            f"study '{name}': cannot open storage {storage} ({str(e).splitlines()[0][:120]})"
-        ) from None
+        raise HarnessError(f"study '{name}': cannot open storage {storage} ({str(e).splitlines()[0][:120]})") from None
     src = Source([], study, name, storage, _objective_of(study))
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         attrs = t.user_attrs
         run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
         if run_dir is not None and not run_dir.is_absolute() and not run_dir.is_dir():
-            run_dir = (
-                PROJECT_ROOT / run_dir
-            )  # sweeps store paths relative to where they ran (the project root)
+            run_dir = PROJECT_ROOT / run_dir  # sweeps store paths relative to where they ran (the project root)
         if run_dir is not None and not run_dir.is_dir():
-            src.notes.append(
-                f"trial {t.number}: run directory {run_dir} not found (metrics from the study only)"
-            )
+            src.notes.append(f"trial {t.number}: run directory {run_dir} not found (metrics from the study only)")
             run_dir = None
         metrics = attrs.get("metrics")
         if not isinstance(metrics, dict):
             if run_dir is None or not (run_dir / "metrics.json").is_file():
-                src.notes.append(
-                    f"trial {t.number}: no metrics (neither a `metrics` attribute nor a run directory)"
-                )
+                src.notes.append(f"trial {t.number}: no metrics (neither a `metrics` attribute nor a run directory)")
                 continue
             metrics = read_metrics(run_dir / "metrics.json")
         config = attrs.get("config")

@@ -58,9 +58,7 @@ def attention_figure(attn: np.ndarray, src: list[str], tgt: list[str], title: st
     return to_png(fig)
 
 
-def attention_grid(
-    panels: list[tuple[str, np.ndarray, list[str], list[str]]], per_row: int = 3
-) -> bytes | None:
+def attention_grid(panels: list[tuple[str, np.ndarray, list[str], list[str]]], per_row: int = 3) -> bytes | None:
     """The same test sentence's attention, one panel per configuration (title, attn, src, tgt)."""
     if not panels:
         return None
@@ -93,10 +91,7 @@ def bleu_by_length(by_len: pd.DataFrame, order: list[str]) -> bytes | None:
         if g.empty:
             continue
         stats = (
-            g.groupby("bucket")["bleu"]
-            .agg(["mean", "std", "count"])
-            .reindex(buckets["bucket"])
-            .dropna(subset=["mean"])
+            g.groupby("bucket")["bleu"].agg(["mean", "std", "count"]).reindex(buckets["bucket"]).dropna(subset=["mean"])
         )
         x = np.array([xpos[b] for b in stats.index])
         mean = stats["mean"].to_numpy()

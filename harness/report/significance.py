@@ -190,9 +190,7 @@ def significance_table(
     if controls:
         baselines.append(("no-attention control", controls[0]))
     elif order:
-        notes.append(
-            "no no-attention control (model.score none / model.arch seq2seq) among the configurations"
-        )
+        notes.append("no no-attention control (model.score none / model.arch seq2seq) among the configurations")
     rows, signatures = [], set()
     for vs, base in baselines:
         for label in order:

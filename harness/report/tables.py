@@ -127,9 +127,7 @@ def leaderboard(runs_df: pd.DataFrame, keys: list[str], objective: list[dict]) -
         ascending.append(o.get("direction", "maximize").startswith("min"))
     if not sort_cols:
         sort_cols, ascending = ["bleu_mean"], [False]
-    lb = lb.sort_values(sort_cols, ascending=ascending, na_position="last", kind="stable").reset_index(
-        drop=True
-    )
+    lb = lb.sort_values(sort_cols, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
     lb.insert(0, "rank", range(1, len(lb) + 1))
     return lb
 

@@ -11,10 +11,20 @@ from harness.metrics.bleu import corpus_scores
 from harness.run import train
 
 SMALL = [
-    "data.synthetic.train_size=1500", "data.synthetic.val_size=50", "data.synthetic.test_size=200",
-    "data.synthetic.min_len=4", "data.synthetic.max_len=24", "data.synthetic.vocab_size=24",
-    "model.emb_size=32", "model.hidden_size=32", "train.max_steps=400", "train.val_every=1000",
-    "train.batch_size=32", "train.lr=0.005", "tracking.wandb.mode=disabled", "train.threads=1",
+    "data.synthetic.train_size=1500",
+    "data.synthetic.val_size=50",
+    "data.synthetic.test_size=200",
+    "data.synthetic.min_len=4",
+    "data.synthetic.max_len=24",
+    "data.synthetic.vocab_size=24",
+    "model.emb_size=32",
+    "model.hidden_size=32",
+    "train.max_steps=400",
+    "train.val_every=1000",
+    "train.batch_size=32",
+    "train.lr=0.005",
+    "tracking.wandb.mode=disabled",
+    "train.threads=1",
 ]
 # GNMT's decoder starts from a zero state (Wu et al. 2016) and is deeper: it needs more updates before its
 # attention locks on (measured: long-half BLEU 15 at 400 steps, 85 at 1000 steps, 2+2 layers, seed 1)

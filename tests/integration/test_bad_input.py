@@ -305,9 +305,7 @@ CASES = [
         ["sweep", "{tmp}/spec.yaml", "--reports", "{tmp}/reports", "--quiet"],
         ["sweep {tmp}/spec.yaml: sampler", "expected one of grid, tpe, random", "got 'bayes'"],
         files={
-            "spec.yaml": SPEC_HEAD
-            + "space: {model.score: [dot, general]}\nsampler: bayes\nn_trials: 2\n"
-            + OBJECTIVE
+            "spec.yaml": SPEC_HEAD + "space: {model.score: [dot, general]}\nsampler: bayes\nn_trials: 2\n" + OBJECTIVE
         },
     ),
     Case(
@@ -504,7 +502,5 @@ def test_translate_input_longer_than_max_len_is_chunked_with_a_warning(runs, cap
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 3
     warnings = [x for x in captured.err.splitlines() if x.startswith("warning:")]
-    assert (
-        len(warnings) == 1 and "stdin line 2" in warnings[0] and "20 tokens > data.max_len=6" in warnings[0]
-    )
+    assert len(warnings) == 1 and "stdin line 2" in warnings[0] and "20 tokens > data.max_len=6" in warnings[0]
     assert "Traceback" not in captured.err

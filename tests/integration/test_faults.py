@@ -158,9 +158,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, refer
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_last_ckpt_marks_incomplete_and_resume_equals_an_uninterrupted_run(
-    tmp_path, capsys, reference
-):
+def test_ctrl_c_saves_last_ckpt_marks_incomplete_and_resume_equals_an_uninterrupted_run(tmp_path, capsys, reference):
     run, step, err, saved_after_signal, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGINT)
     assert status == 130, err[-2000:]
     assert "interrupted" in err and "rerun with --resume" in err
@@ -191,9 +189,7 @@ def test_second_trainer_into_the_same_output_is_refused(tmp_path, capsys):
         proc.communicate()
 
 
-def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
-    tmp_path, capsys, monkeypatch
-):
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     from harness.lightning_module import TranslationModule
 
     real_loss = TranslationModule.loss
@@ -219,9 +215,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
 
 def test_diverging_learning_rate_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "run"
-    assert (
-        main(_cmd(out, "train.lr=1e30", "train.grad_clip=0", "train.max_steps=20", "train.val_every=10")) == 2
-    )
+    assert main(_cmd(out, "train.lr=1e30", "train.grad_clip=0", "train.max_steps=20", "train.val_every=10")) == 2
     err = capsys.readouterr().err
     line = [x for x in err.splitlines() if x.startswith("error:")]
     assert len(line) == 1 and "training diverged: non-finite loss" in line[0] and "at step" in line[0], err
@@ -268,9 +262,7 @@ def test_disk_full_while_writing_metrics_keeps_the_previous_file(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
 
 
-def test_disk_full_at_the_end_of_training_is_one_line_and_keeps_the_partial_run(
-    tmp_path, capsys, monkeypatch
-):
+def test_disk_full_at_the_end_of_training_is_one_line_and_keeps_the_partial_run(tmp_path, capsys, monkeypatch):
     from harness import io
 
     real = io.atomic_write_text

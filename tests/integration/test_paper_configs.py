@@ -16,9 +16,7 @@ from harness.paths import PROJECT_ROOT, data_root
 
 PAPER = sorted((PROJECT_ROOT / "experiments" / "paper").glob("*.yaml"))
 WMT14 = data_root() / "wmt14"
-needs_wmt14 = pytest.mark.skipif(
-    not WMT14.is_dir(), reason=f"shared data not found: {WMT14} (set HARNESS_DATA_DIR)"
-)
+needs_wmt14 = pytest.mark.skipif(not WMT14.is_dir(), reason=f"shared data not found: {WMT14} (set HARNESS_DATA_DIR)")
 
 
 def test_every_paper_config_is_present_and_commented():
@@ -139,9 +137,7 @@ def test_paper_config_builds_at_full_size_and_trains_one_step(path, tmp_path, mo
     m = cfg.model
     # the paper's sizes: every LSTM/GRU layer has the paper's width
     rnn_sizes = {
-        mod.hidden_size
-        for mod in module.model.modules()
-        if isinstance(mod, torch.nn.RNNBase | torch.nn.RNNCellBase)
+        mod.hidden_size for mod in module.model.modules() if isinstance(mod, torch.nn.RNNBase | torch.nn.RNNCellBase)
     }
     enc_width = m.enc_hidden_size or m.hidden_size
     assert rnn_sizes <= {m.hidden_size, enc_width} and max(rnn_sizes) == max(m.hidden_size, enc_width)

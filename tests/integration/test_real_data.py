@@ -11,9 +11,19 @@ from harness.run import train
 from ..conftest import needs_data
 
 HANSARDS = [
-    "data.name=hansards_enfr", "data.src_lang=en", "data.tgt_lang=fr", "data.train_limit=3000", "data.max_len=40",
-    "data.vocab_min_freq=2", "model.emb_size=32", "model.hidden_size=32", "train.max_steps=200",
-    "train.val_every=200", "train.batch_size=32", "train.val_bleu_limit=37", "tracking.wandb.mode=disabled",
+    "data.name=hansards_enfr",
+    "data.src_lang=en",
+    "data.tgt_lang=fr",
+    "data.train_limit=3000",
+    "data.max_len=40",
+    "data.vocab_min_freq=2",
+    "model.emb_size=32",
+    "model.hidden_size=32",
+    "train.max_steps=200",
+    "train.val_every=200",
+    "train.batch_size=32",
+    "train.val_bleu_limit=37",
+    "tracking.wandb.mode=disabled",
     "train.threads=1",
 ]
 

@@ -80,9 +80,7 @@ def page(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_page_renders_in_chromium(page, tmp_path):
     shot = tmp_path / "shot.png"
-    r = _chromium(
-        [f"--screenshot={shot}", "--window-size=1280,2000", page.resolve().as_uri()], tmp_path / "p1"
-    )
+    r = _chromium([f"--screenshot={shot}", "--window-size=1280,2000", page.resolve().as_uri()], tmp_path / "p1")
     assert shot.is_file(), f"no screenshot (exit {r.returncode}): {r.stderr[-500:]}"
     im = Image.open(shot).convert("L")
     assert im.size == (1280, 2000)
@@ -90,9 +88,7 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert hi - lo > 100, "screenshot is blank"
     assert ImageStat.Stat(im).stddev[0] > 5, "screenshot is (almost) uniform"
 
-    dom = _chromium(
-        ["--dump-dom", "--virtual-time-budget=3000", page.resolve().as_uri()], tmp_path / "p2"
-    ).stdout
+    dom = _chromium(["--dump-dom", "--virtual-time-budget=3000", page.resolve().as_uri()], tmp_path / "p2").stdout
     parser = _Images()
     parser.feed(dom)
     assert "leaderboard" in parser.tables and "significance" in parser.tables

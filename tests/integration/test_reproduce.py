@@ -79,9 +79,7 @@ def test_every_target_has_tiny_and_small_specs_with_expected_time():
                 assert path.is_file(), path
                 assert expected_time(path) != "not stated", f"{path}: states its expected time"
                 over = (
-                    ["data.train_prefix=/x", "data.val_prefix=/x", "data.test_prefix=/x"]
-                    if target.length_data
-                    else []
+                    ["data.train_prefix=/x", "data.val_prefix=/x", "data.test_prefix=/x"] if target.length_data else []
                 )
                 loaded = load_spec(path, over)  # validates every grid point's config
                 if scale == "small" and name in ("bahdanau2015", "luong2015", "gnmt2016"):

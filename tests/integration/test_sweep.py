@@ -17,9 +17,7 @@ import yaml
 
 from harness.paths import PROJECT_ROOT
 
-_pg = importlib.util.spec_from_file_location(
-    "conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py"
-)
+_pg = importlib.util.spec_from_file_location("conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py")
 _pg_module = importlib.util.module_from_spec(_pg)
 _pg.loader.exec_module(_pg_module)
 postgres_url = _pg_module.postgres_url

@@ -12,14 +12,36 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     out = tmp_path / "run"
     r = run_cli("train", "experiments/bahdanau2015_synthetic.yaml", *TINY, "--output", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
-    for f in ["config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "test.hyp", "metrics.json",
-              "attention/test.npz", "attention/test.forced.npz"]:
+    for f in [
+        "config.yaml",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "test.hyp",
+        "metrics.json",
+        "attention/test.npz",
+        "attention/test.forced.npz",
+    ]:
         assert (out / f).is_file(), f
     assert not (tmp_path / "run.partial").exists() and not (out / "INCOMPLETE").exists()
     m = json.loads((out / "metrics.json").read_text())
-    for key in ["bleu", "chrf", "sacrebleu_signature", "val_ppl", "params", "train_tokens_per_sec",
-                "decode_sentences_per_sec", "train_time_s", "steps", "epochs", "aer", "alignment_precision",
-                "alignment_recall", "by_length", "length_drop", "attention_entropy"]:
+    for key in [
+        "bleu",
+        "chrf",
+        "sacrebleu_signature",
+        "val_ppl",
+        "params",
+        "train_tokens_per_sec",
+        "decode_sentences_per_sec",
+        "train_time_s",
+        "steps",
+        "epochs",
+        "aer",
+        "alignment_precision",
+        "alignment_recall",
+        "by_length",
+        "length_drop",
+        "attention_entropy",
+    ]:
         assert key in m, key
     assert 0 <= m["bleu"] <= 100 and m["steps"] == 20 and m["params"] > 1000
     assert m["sacrebleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
@@ -45,8 +67,16 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     first = run_cli("train", "experiments/seq2seq_synthetic.yaml", *TINY, "--output", str(out), "--quiet")
     assert first.returncode == 0, first.stderr
-    more = run_cli("train", "experiments/seq2seq_synthetic.yaml", *TINY, "train.max_steps=30", "--output", str(out),
-                   "--resume", "--quiet")
+    more = run_cli(
+        "train",
+        "experiments/seq2seq_synthetic.yaml",
+        *TINY,
+        "train.max_steps=30",
+        "--output",
+        str(out),
+        "--resume",
+        "--quiet",
+    )
     assert more.returncode == 0, more.stderr
     assert json.loads((out / "metrics.json").read_text())["steps"] == 30
 
@@ -54,8 +84,9 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
 def test_same_seed_same_metrics(tmp_path):
     ms = []
     for name in ("a", "b"):
-        r = run_cli("train", "experiments/seq2seq_attn_synthetic.yaml", *TINY, "--output", str(tmp_path / name),
-                    "--quiet")
+        r = run_cli(
+            "train", "experiments/seq2seq_attn_synthetic.yaml", *TINY, "--output", str(tmp_path / name), "--quiet"
+        )
         assert r.returncode == 0, r.stderr
         ms.append(json.loads((tmp_path / name / "metrics.json").read_text()))
     assert ms[0]["bleu"] == ms[1]["bleu"] and ms[0]["val_ppl"] == ms[1]["val_ppl"] and ms[0]["aer"] == ms[1]["aer"]
@@ -64,10 +95,25 @@ def test_same_seed_same_metrics(tmp_path):
 @needs_data("multi30k")
 def test_multi30k_few_hundred_sentences(tmp_path):
     out = tmp_path / "m30k"
-    r = run_cli("train", "experiments/bahdanau2015_multi30k.yaml", "data.train_limit=300", "data.test_limit=50",
-                "data.val_limit=30", "model.emb_size=16", "model.enc_hidden_size=16", "model.hidden_size=32",
-                "model.maxout_size=16", "train.max_steps=15", "train.max_epochs=-1", "train.val_every=15",
-                "train.batch_size=32", "tracking.wandb.mode=disabled", "--output", str(out), "--quiet")
+    r = run_cli(
+        "train",
+        "experiments/bahdanau2015_multi30k.yaml",
+        "data.train_limit=300",
+        "data.test_limit=50",
+        "data.val_limit=30",
+        "model.emb_size=16",
+        "model.enc_hidden_size=16",
+        "model.hidden_size=32",
+        "model.maxout_size=16",
+        "train.max_steps=15",
+        "train.max_epochs=-1",
+        "train.val_every=15",
+        "train.batch_size=32",
+        "tracking.wandb.mode=disabled",
+        "--output",
+        str(out),
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["split"] == "test_2016_flickr" and m["aer"] is None and m["gold_alignments"] is None
@@ -81,8 +127,10 @@ def test_sentencepiece_run_merges_subword_attention_to_words(tmp_path):
     from harness.config import load_config
     from harness.run import train
 
-    cfg = load_config("experiments/seq2seq_attn_synthetic.yaml",
-                      TINY + ["data.tokenizer=sentencepiece", "data.sp_vocab_size=40", "data.sp_type=unigram"])
+    cfg = load_config(
+        "experiments/seq2seq_attn_synthetic.yaml",
+        TINY + ["data.tokenizer=sentencepiece", "data.sp_vocab_size=40", "data.sp_type=unigram"],
+    )
     result = train(cfg, tmp_path / "sp", progress=False)
     m = result.metrics
     assert m["gold_alignments"] == "synthetic" and 0 <= m["aer"] <= 1

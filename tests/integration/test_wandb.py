@@ -216,9 +216,7 @@ def test_project_and_entity_from_env(no_wandb_env):
     no_wandb_env.setenv("WANDB_PROJECT", "from-env")
     no_wandb_env.setenv("WANDB_ENTITY", "team")
     assert _project_entity(default) == ("from-env", "team")
-    explicit = load_config(
-        PRESET, {"tracking.wandb.project": "p", "tracking.wandb.entity": "e"}
-    ).tracking.wandb
+    explicit = load_config(PRESET, {"tracking.wandb.project": "p", "tracking.wandb.entity": "e"}).tracking.wandb
     assert _project_entity(explicit) == ("p", "e")  # the config, when set, wins over the environment
 
 

@@ -61,9 +61,7 @@ def test_malformed_link_names_where_and_token(line, fmt, expected):
 
 
 def test_index_zero_in_talp_says_file_looks_0_indexed():
-    with pytest.raises(
-        HarnessError, match=r"^g\.talp line 3: .*'0-2'.*looks 0-indexed \(use format pharaoh\)"
-    ):
+    with pytest.raises(HarnessError, match=r"^g\.talp line 3: .*'0-2'.*looks 0-indexed \(use format pharaoh\)"):
         parse_links("1-1 0-2", "talp", src_first=True, where="g.talp line 3")
 
 
@@ -307,9 +305,7 @@ def test_real_rwth_talp_cannot_be_read_as_0_indexed(tmp_path):
     path = _write(tmp_path / "gold.1idx.align", one_indexed)
     with pytest.raises(HarnessError, match=r"gold\.1idx\.align line \d+: .*looks 1-indexed"):
         read_alignments(path, "pharaoh", True, src_lengths=de, tgt_lengths=en)
-    with pytest.raises(
-        HarnessError, match=r"gold\.talp line 3: link '25p22' is not pharaoh.*looks like format talp"
-    ):
+    with pytest.raises(HarnessError, match=r"gold\.talp line 3: link '25p22' is not pharaoh.*looks like format talp"):
         read_alignments(folder / "gold.talp", "pharaoh", True, src_lengths=de, tgt_lengths=en)
 
 

@@ -74,9 +74,7 @@ def test_global_results_do_not_change_when_padding_is_appended(name, sharpening)
     assert bool((weights_p[:, 4:] == 0).all())
     # each sentence alone (no padding at all) gives the same as inside the batch
     for b, n in enumerate(lengths):
-        c1, w1 = _run(
-            attention, query[b : b + 1], keys[b : b + 1, :n], values[b : b + 1, :n], src_mask[b : b + 1, :n]
-        )
+        c1, w1 = _run(attention, query[b : b + 1], keys[b : b + 1, :n], values[b : b + 1, :n], src_mask[b : b + 1, :n])
         torch.testing.assert_close(w1[0], weights[b, :n], atol=1e-7, rtol=1e-5)
         torch.testing.assert_close(c1[0], context[b], atol=1e-6, rtol=1e-5)
 
@@ -115,11 +113,7 @@ def test_build_local_attention_types():
     local_p = _attention("general", attention_type="local-p", window=3)
     assert isinstance(local_m, LocalAttention) and not local_m.predictive and local_m.window == 3
     assert isinstance(local_p, LocalAttention) and local_p.predictive
-    assert (
-        not hasattr(local_m, "W_p")
-        and local_p.W_p.weight.shape == (H, H)
-        and local_p.v_p.weight.shape == (1, H)
-    )
+    assert not hasattr(local_m, "W_p") and local_p.W_p.weight.shape == (H, H) and local_p.v_p.weight.shape == (1, H)
 
 
 @pytest.mark.parametrize("name", list(SCORES))
@@ -144,9 +138,7 @@ def test_local_m_window_is_centred_at_t(name):
             # inside the window: the score function's softmax restricted to the window
             window_mask = torch.zeros(1, 12, dtype=torch.bool)
             window_mask[0, window] = True
-            _, w_ref = _run(
-                global_attention, query[b : b + 1], keys[b : b + 1], values[b : b + 1], window_mask
-            )
+            _, w_ref = _run(global_attention, query[b : b + 1], keys[b : b + 1], values[b : b + 1], window_mask)
             torch.testing.assert_close(weights[b], w_ref[0], atol=1e-6, rtol=1e-5)
             expected_context = (weights[b].unsqueeze(1) * values[b]).sum(0)
             torch.testing.assert_close(context[b], expected_context, atol=1e-5, rtol=1e-5)
@@ -207,9 +199,7 @@ def test_local_p_gaussian_has_sigma_D_over_2():
     np.testing.assert_allclose(weights[0].numpy(), expected, rtol=1e-5, atol=1e-7)
     # not renormalised (as in the paper): the weights sum to less than 1
     assert weights.sum().item() < 1.0
-    torch.testing.assert_close(
-        context[0], torch.from_numpy(expected).float() @ values[0], atol=1e-5, rtol=1e-5
-    )
+    torch.testing.assert_close(context[0], torch.from_numpy(expected).float() @ values[0], atol=1e-5, rtol=1e-5)
 
 
 def test_local_p_uses_each_sentences_own_length():

@@ -5,8 +5,16 @@ import pytest
 from harness.config import all_keys, load_config, parse_overrides, to_dict
 from harness.errors import HarnessError
 
-PUBLIC = ["model.arch", "model.score", "data.name", "train.max_steps", "train.batch_size", "decode.beam", "seed",
-          "tracking.wandb.mode"]
+PUBLIC = [
+    "model.arch",
+    "model.score",
+    "data.name",
+    "train.max_steps",
+    "train.batch_size",
+    "decode.beam",
+    "seed",
+    "tracking.wandb.mode",
+]
 
 
 def test_public_keys_exist_and_defaults_validate():
@@ -18,9 +26,16 @@ def test_public_keys_exist_and_defaults_validate():
 
 
 def test_overrides_are_typed():
-    cfg = load_config("experiments/bahdanau2015_synthetic.yaml",
-                      ["model.score=dot", "train.max_steps=7", "train.lr=0.5", "model.reverse_source=true",
-                       "eval.length_buckets=[5,10]"])
+    cfg = load_config(
+        "experiments/bahdanau2015_synthetic.yaml",
+        [
+            "model.score=dot",
+            "train.max_steps=7",
+            "train.lr=0.5",
+            "model.reverse_source=true",
+            "eval.length_buckets=[5,10]",
+        ],
+    )
     assert cfg.model.score == "dot" and cfg.train.max_steps == 7 and cfg.train.lr == 0.5
     assert cfg.model.reverse_source is True and cfg.eval.length_buckets == [5, 10]
     assert parse_overrides(["a.b=1"]) == {"a.b": 1}
@@ -57,7 +72,10 @@ def test_file_errors_name_the_file(tmp_path):
         load_config(bad)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("model:\n  hiden_size: 3\n")
-    with pytest.raises(HarnessError, match=r"unknown.yaml: unknown config key 'model.hiden_size' \(did you mean 'model.hidden_size'\?\)"):
+    with pytest.raises(
+        HarnessError,
+        match=r"unknown.yaml: unknown config key 'model.hiden_size' \(did you mean 'model.hidden_size'\?\)",
+    ):
         load_config(unknown)
     with pytest.raises(HarnessError, match="file not found"):
         load_config(tmp_path / "missing.yaml")

@@ -125,9 +125,7 @@ def test_build_train_and_decode(arch, score, attention_type):
     losses = []
     for _ in range(3):
         logits, _ = model(batch)
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, V_TGT), batch.tgt_out.reshape(-1), ignore_index=0
-        )
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V_TGT), batch.tgt_out.reshape(-1), ignore_index=0)
         optimizer.zero_grad()
         loss.backward()
         # every parameter takes part in the loss
@@ -192,9 +190,7 @@ def expected_parameters(cfg: ModelConfig) -> int:
         bridges = 0 if He == Hd else Ld * linear(He, Hd)
         W_c = linear(He + Hd, Hd, bias=False)
         return emb + enc + dec + bridges + attention_params(cfg, He) + W_c + linear(Hd, V_TGT)
-    if (
-        cfg.arch == "bahdanau"
-    ):  # BiGRU encoder; GRU cell on [E y; c]; s_0 = tanh(W_s h̄_1^←); deep output, maxout
+    if cfg.arch == "bahdanau":  # BiGRU encoder; GRU cell on [E y; c]; s_0 = tanh(W_s h̄_1^←); deep output, maxout
         He = cfg.enc_hidden_size or Hd // 2
         Hk = 2 * He
         M = cfg.maxout_size or Hd // 2
@@ -300,9 +296,7 @@ def test_padding_does_not_change_encoder_outputs(name):
             for layer in range(len(out.final_h)):
                 torch.testing.assert_close(out.final_h[layer][b], one.final_h[layer][0], atol=1e-6, rtol=1e-5)
                 if out.final_c is not None:
-                    torch.testing.assert_close(
-                        out.final_c[layer][b], one.final_c[layer][0], atol=1e-6, rtol=1e-5
-                    )
+                    torch.testing.assert_close(out.final_c[layer][b], one.final_c[layer][0], atol=1e-6, rtol=1e-5)
             torch.testing.assert_close(out.summary[b], one.summary[0], atol=1e-6, rtol=1e-5)
     assert out.src_mask.tolist() == batch.src_mask.tolist()
 

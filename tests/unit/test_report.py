@@ -192,9 +192,7 @@ def fake_runs(tmp: Path) -> list[Path]:
         )
     for seed, m in zip((1, 2), METRICS_B):
         hyps = [degrade(t, 2 + seed % 2) for t in TEST_TGT]
-        runs.append(
-            make_run(tmp / "runs", corpus, f"ctrl-s{seed}", "seq2seq", "none", seed, m, hyps, attention=False)
-        )
+        runs.append(make_run(tmp / "runs", corpus, f"ctrl-s{seed}", "seq2seq", "none", seed, m, hyps, attention=False))
     return runs
 
 
@@ -211,9 +209,7 @@ def _recompute(run_dirs: list[Path], key: str) -> dict[str, tuple[float, float]]
         m = json.loads((d / "metrics.json").read_text())
         if m.get(key) is not None:
             groups.setdefault(f"{m['arch']}/{m['score']}", []).append(float(m[key]))
-    return {
-        g: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else math.nan) for g, v in groups.items()
-    }
+    return {g: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else math.nan) for g, v in groups.items()}
 
 
 def check_leaderboard(report, run_dirs: list[Path]) -> None:

@@ -136,9 +136,7 @@ def test_cosine_learned_sharpening():
         score.beta.fill_(math.log(math.e**2 - 1))  # softplus = 2 -> β = 3
     keys = torch.tensor([[[3.0, 0.0], [0.0, 0.5], [1.0, 1.0]]])
     energies = score(torch.tensor([[0.0, 1.0]]), score.precompute(keys))
-    np.testing.assert_allclose(
-        energies[0].detach().numpy(), [0.0, 3.0, 3.0 / math.sqrt(2)], rtol=1e-6, atol=1e-7
-    )
+    np.testing.assert_allclose(energies[0].detach().numpy(), [0.0, 3.0, 3.0 / math.sqrt(2)], rtol=1e-6, atol=1e-7)
     energies.sum().backward()
     assert score.beta.grad is not None and float(score.beta.grad) != 0.0
 

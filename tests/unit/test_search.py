@@ -149,13 +149,9 @@ def test_greedy_alone_equals_batched(arch, score, attention_type):
 @pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
 def test_beam_alone_equals_batched(arch, score, attention_type):
     model = make_model(arch, score, attention_type)
-    batched = beam_search(
-        model, batch_of(SOURCES), beam=3, n_best=3, alpha=0.6, beta=0.2 * model.has_attention
-    )
+    batched = beam_search(model, batch_of(SOURCES), beam=3, n_best=3, alpha=0.6, beta=0.2 * model.has_attention)
     for source, nbest in zip(SOURCES, batched):
-        (alone,) = beam_search(
-            model, batch_of([source]), beam=3, n_best=3, alpha=0.6, beta=0.2 * model.has_attention
-        )
+        (alone,) = beam_search(model, batch_of([source]), beam=3, n_best=3, alpha=0.6, beta=0.2 * model.has_attention)
         assert [h.tokens for h in alone] == [h.tokens for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)
         for a, b in zip(alone, nbest):
@@ -258,9 +254,7 @@ def test_coverage_penalty_formula():
 def test_beam_scores_are_normalised_log_probabilities(alpha, beta):
     """s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y), |Y| counting </s>, checked against teacher forcing."""
     model = make_model("luong", "general", "global")
-    for source, nbest in zip(
-        SOURCES, beam_search(model, batch_of(SOURCES), beam=3, n_best=3, alpha=alpha, beta=beta)
-    ):
+    for source, nbest in zip(SOURCES, beam_search(model, batch_of(SOURCES), beam=3, n_best=3, alpha=alpha, beta=beta)):
         for hyp in nbest:
             logp = teacher_forced_logprob(model, source, hyp.tokens)
             lp = ((5 + len(hyp.tokens) + 1) ** alpha) / (6**alpha)
@@ -327,9 +321,7 @@ def test_max_length_ratio_is_respected(arch, score, attention_type):
 
 
 def test_bahdanau_overfits_eight_synthetic_pairs():
-    pairs = generate(
-        SyntheticConfig(vocab_size=20, min_len=6, max_len=12, train_size=8, val_size=1, test_size=1)
-    )
+    pairs = generate(SyntheticConfig(vocab_size=20, min_len=6, max_len=12, train_size=8, val_size=1, test_size=1))
     train = pairs["train"]
     src_vocab = Vocab.build([p.src for p in train])
     tgt_vocab = Vocab.build([p.tgt for p in train])

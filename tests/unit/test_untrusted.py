@@ -153,9 +153,7 @@ def test_wandb_api_key_never_written_to_the_run_directory(tmp_path, capsys, monk
     assert "secret123" not in captured.out + captured.err
 
 
-_pg = importlib.util.spec_from_file_location(
-    "conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py"
-)
+_pg = importlib.util.spec_from_file_location("conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py")
 _pg_module = importlib.util.module_from_spec(_pg)
 _pg.loader.exec_module(_pg_module)
 postgres_url = _pg_module.postgres_url
@@ -174,10 +172,7 @@ def test_storage_password_never_written_to_trials_or_printed(tmp_path, capsys, p
         "objective: {metric: bleu, direction: maximize}\nseeds: [1]\n"
     )
     reports = tmp_path / "reports"
-    assert (
-        main(["sweep", str(spec), "--study", "secrets", "--storage", postgres_url, "--reports", str(reports)])
-        == 0
-    )
+    assert main(["sweep", str(spec), "--study", "secrets", "--storage", postgres_url, "--reports", str(reports)]) == 0
     captured = capsys.readouterr()
     assert password not in captured.out + captured.err
     trials = list((reports / "secrets" / "trials").glob("*/metrics.json"))
