@@ -75,7 +75,16 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from harness.run import evaluate
 
-    m = evaluate(args.run_dir, args.split, args.beam, forced=True if args.forced else None, progress=not args.quiet)
+    if args.n_best is not None and args.n_best < 1:
+        raise HarnessError(f"--n-best: expected an integer >= 1, got {args.n_best}")
+    m = evaluate(
+        args.run_dir,
+        args.split,
+        args.beam,
+        forced=True if args.forced else None,
+        progress=not args.quiet,
+        n_best=args.n_best,
+    )
     print(json.dumps({k: v for k, v in m.items() if k != "by_length"}, indent=2))
     return 0
 
@@ -108,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default=None, help="split name (default: the data set's test split)")
     s.add_argument("--beam", type=int, default=None, help="beam size (default: the run's decode.beam)")
     s.add_argument("--forced", action="store_true", help="also forced-decode the references for AER")
+    s.add_argument("--n-best", type=int, default=None, help="write the K best hypotheses to RUN_DIR/<split>.nbest")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 

@@ -5,7 +5,7 @@ Writes <split>.hyp, attention/<split>.npz and returns the flat metrics dict that
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Decoded:
     texts: list[str]  # detokenized hypotheses, split order
     attention: list[np.ndarray | None]  # per sentence (|y| + 1, |x|)
     seconds: float
+    nbest: dict[int, list[tuple[str, float]]] = field(default_factory=dict)  # with decode.n_best > 1
 
 
 def decode_split(
@@ -41,37 +42,38 @@ def decode_split(
     n = len(split.src_ids)
     tokens: list[list[str]] = [[] for _ in range(n)]
     attention: list[np.ndarray | None] = [None] * n
+    nbest: dict[int, list[tuple[str, float]]] = {}
     batches = eval_batches(split, d.batch_size if beam == 1 else max(1, d.batch_size // beam))
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc=f"decode {split.name} (beam {beam})", unit="sent", disable=not progress, leave=False)
     for batch in batches:
         batch = batch.to(device)
         if beam == 1:
-            hyps = greedy(model, batch, d.max_len_ratio, d.max_len_add)
+            nbests = [[h] for h in greedy(model, batch, d.max_len_ratio, d.max_len_add)]
         else:
-            hyps = [
-                nb[0]
-                for nb in beam_search(
-                    model,
-                    batch,
-                    beam,
-                    d.max_len_ratio,
-                    d.max_len_add,
-                    d.length_penalty_alpha,
-                    d.coverage_penalty_beta,
-                    d.n_best,
-                )
-            ]
-        for i, h in zip(batch.index.tolist(), hyps):
+            nbests = beam_search(
+                model,
+                batch,
+                beam,
+                d.max_len_ratio,
+                d.max_len_add,
+                d.length_penalty_alpha,
+                d.coverage_penalty_beta,
+                min(d.n_best, beam),
+            )
+        for i, nb in zip(batch.index.tolist(), nbests):
+            h = nb[0]
             toks = module.tgt_vocab.decode(h.tokens)
             if d.unk_replace and h.attention is not None:
                 toks = replace_unknowns(toks, h.attention, split.src_tokens[i])
             tokens[i] = toks
             attention[i] = h.attention
+            if len(nb) > 1:
+                nbest[i] = [(detokenize(module.tgt_vocab.decode(x.tokens)), x.score) for x in nb]
         bar.update(len(batch))
     bar.close()
     seconds = time.perf_counter() - t0
-    return Decoded(tokens, [detokenize(t) for t in tokens], attention, seconds)
+    return Decoded(tokens, [detokenize(t) for t in tokens], attention, seconds, nbest)
 
 
 def replace_unknowns(tokens: list[str], attention: np.ndarray, src_tokens: list[str]) -> list[str]:
@@ -186,6 +188,9 @@ def evaluate_split(
     stem = "test" if split_name == data.corpus.test_split else split_name  # the test split is always test.*
     atomic_write_text(out_dir / f"{stem}.hyp", "".join(t + "\n" for t in decoded.texts))
     save_attention(out_dir / "attention" / f"{stem}.npz", split, decoded.tokens, decoded.attention)
+    if decoded.nbest:  # Moses n-best format: sentence index ||| hypothesis ||| score (best first)
+        lines = [f"{i} ||| {text} ||| {score:.4f}\n" for i in sorted(decoded.nbest) for text, score in decoded.nbest[i]]
+        atomic_write_text(out_dir / f"{stem}.nbest", "".join(lines))
     if forced_attn:
         save_attention(
             out_dir / "attention" / f"{stem}.forced.npz",

@@ -388,6 +388,7 @@ def evaluate(
     beam: int | None = None,
     forced: bool | None = None,
     progress: bool = True,
+    n_best: int | None = None,
 ) -> dict:
     from harness.data.datamodule import prepare
     from harness.evaluate import evaluate_split
@@ -395,6 +396,9 @@ def evaluate(
     run_dir = Path(run_dir)
     module = load_module(run_dir, "best")
     cfg = module.cfg
+    if n_best is not None:  # n-best lists (RUN_DIR/<split>.nbest) need beam search with at least n beams
+        cfg.decode.n_best = n_best
+        beam = max(beam or cfg.decode.beam, n_best)
     data = prepare(cfg, vocabs=(module.src_vocab.itos, module.tgt_vocab.itos))
     split = split or data.corpus.test_split
     if split not in data.splits:

@@ -58,6 +58,12 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     ev = run_cli("evaluate", str(out), "--beam", "3", "--quiet")
     assert ev.returncode == 0, ev.stderr
     assert json.loads((out / "metrics.json").read_text())["beam"] == 3
+    nb = run_cli("evaluate", str(out), "--beam", "3", "--n-best", "3", "--quiet")
+    assert nb.returncode == 0, nb.stderr
+    rows = [line.split(" ||| ") for line in (out / "test.nbest").read_text().splitlines()]
+    assert len(rows) == 3 * 40 and all(len(r) == 3 for r in rows)
+    first = [float(r[2]) for r in rows if r[0] == "0"]
+    assert first == sorted(first, reverse=True)  # best first
     tr = run_cli("translate", str(out), stdin="s1 s2 s3\ns4\n")
     assert tr.returncode == 0, tr.stderr
     assert len(tr.stdout.splitlines()) == 2
