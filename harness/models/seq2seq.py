@@ -100,20 +100,25 @@ def _enc_hidden(cfg: ModelConfig, bidirectional: bool) -> int:
     return cfg.hidden_size // 2 if bidirectional else cfg.hidden_size
 
 
-@register_arch(
-    "seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"], default_score="none"
-)
-def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(
+def _uni_encoder(cfg: ModelConfig, src_vocab: int, cell: str) -> RNNEncoder:
+    """The unidirectional stacked encoder of Sutskever, Cho-style and Luong models."""
+    return RNNEncoder(
         src_vocab,
         cfg.emb_size,
         _enc_hidden(cfg, False),
         cfg.enc_layers,
-        "lstm",
+        cell,
         "none",
         cfg.dropout,
         reverse_source=cfg.reverse_source,
     )
+
+
+@register_arch(
+    "seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"], default_score="none"
+)
+def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = _uni_encoder(cfg, src_vocab, "lstm")
     dec = LuongDecoder(
         tgt_vocab,
         cfg.emb_size,
@@ -134,16 +139,7 @@ def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     "seq2seq_attn", "Cho et al. 2014 GRU encoder-decoder + attention (any score function)", default_score="general"
 )
 def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(
-        src_vocab,
-        cfg.emb_size,
-        _enc_hidden(cfg, False),
-        cfg.enc_layers,
-        "gru",
-        "none",
-        cfg.dropout,
-        reverse_source=cfg.reverse_source,
-    )
+    enc = _uni_encoder(cfg, src_vocab, "gru")
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
     dec = LuongDecoder(
         tgt_vocab,
@@ -193,16 +189,7 @@ def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     default_score="general",
 )
 def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(
-        src_vocab,
-        cfg.emb_size,
-        _enc_hidden(cfg, False),
-        cfg.enc_layers,
-        "lstm",
-        "none",
-        cfg.dropout,
-        reverse_source=cfg.reverse_source,
-    )
+    enc = _uni_encoder(cfg, src_vocab, "lstm")
     attn = build_attention(cfg.score, cfg.attention_type, cfg.hidden_size, enc.output_size, cfg)
     dec = LuongDecoder(
         tgt_vocab,

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness.report.load import RunRecord, Source, load_source
-from harness.report.significance import NOTE, References, significance_table
+from harness.report.significance import NOTE, SIGNIFICANCE_COLUMNS, References, significance_table
 from harness.report.tables import (
     by_length_table,
     group_keys,
@@ -77,19 +77,7 @@ def load(
         groups[label].sort(key=lambda r: _sort_value(r.seed))
     refs = References()
     notes = list(src.notes)
-    sig_cols = [
-        "vs",
-        "baseline",
-        "configuration",
-        "baseline BLEU",
-        "BLEU",
-        "delta",
-        "p_value",
-        "significant",
-        "sentences",
-        "paired on",
-    ]
-    sig_df, boot_sigs = pd.DataFrame(columns=sig_cols), []
+    sig_df, boot_sigs = pd.DataFrame(columns=SIGNIFICANCE_COLUMNS), []
     if significance:
         sig_df, boot_sigs, sig_notes = significance_table(lb, groups, n_bootstrap, bootstrap_seed, refs)
         notes += sig_notes

@@ -21,6 +21,18 @@ import pandas as pd
 from harness.report.load import RunRecord, read_hypotheses
 from harness.report.tables import _sort_value
 
+SIGNIFICANCE_COLUMNS = [
+    "vs",
+    "baseline",
+    "configuration",
+    "baseline BLEU",
+    "BLEU",
+    "delta",
+    "p_value",
+    "significant",
+    "sentences",
+    "paired on",
+]
 ALPHA = 0.05
 NOTE = (
     "Paired bootstrap resampling (Koehn 2004) with sacreBLEU's `--paired-bs` implementation: {n} "
@@ -215,16 +227,4 @@ def significance_table(
                     "paired on": how,
                 }
             )
-    cols = [
-        "vs",
-        "baseline",
-        "configuration",
-        "baseline BLEU",
-        "BLEU",
-        "delta",
-        "p_value",
-        "significant",
-        "sentences",
-        "paired on",
-    ]
-    return pd.DataFrame(rows, columns=cols), sorted(signatures), notes
+    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS), sorted(signatures), notes
