@@ -134,9 +134,7 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
         size = E
         for layer in range(m.enc_layers):
             bi = bidirectional == "all" or (bidirectional == "bottom" and layer == 0)
-            terms.extend(
-                rnn_terms(f"encoder L{layer + 1}", "encoder", "src", cell, size, hidden, 2 if bi else 1)
-            )
+            terms.extend(rnn_terms(f"encoder L{layer + 1}", "encoder", "src", cell, size, hidden, 2 if bi else 1))
             size = hidden * (2 if bi else 1)
         return size  # key size: the top layer's output
 
@@ -183,9 +181,7 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
         terms += score_terms(m.score, H, key, "B", m.max_positions)
         size = E
         for layer in range(m.dec_layers):
-            terms += rnn_terms(
-                f"decoder LSTMCell L{layer + 1}", "decoder", "tgt", "lstm", size + key, H, fused=False
-            )
+            terms += rnn_terms(f"decoder LSTMCell L{layer + 1}", "decoder", "tgt", "lstm", size + key, H, fused=False)
             size = H
         terms.append(Matmul("generator", "output", "tgt", H, V, "BT"))
     else:
@@ -234,9 +230,7 @@ def time_matmul(m: int, k: int, n: int, batched: bool = False, min_time: float =
     return 2.0 * m * k * n / best / 1e9
 
 
-def compute_limit(
-    terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, min_time: float = 0.03
-) -> dict:
+def compute_limit(terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, min_time: float = 0.03) -> dict:
     """Time every matmul at its own shape: the training tokens/s the matmuls alone allow (3 × forward)."""
     seconds = 0.0  # forward matmul seconds per target token
     shapes = []
@@ -274,7 +268,7 @@ def _fmt(x, digits: int = 0, unit: str = "") -> str:
 def render_bench_table(doc: dict) -> str:
     """The Markdown page of reports/bench/bench.md from bench.json."""
     s, mach = doc["settings"], doc["machine"]
-    total_steps = s["warmup"] + s["repeats"] * s["steps"]
+    total_steps = max(s["warmup"] + s["repeats"] * s["steps"], s.get("decode_after", 0))
     lines = [
         "# harness bench: Multi30k de→en",
         "",
@@ -301,8 +295,7 @@ def render_bench_table(doc: dict) -> str:
         cells = [
             r["preset"],
             _fmt(r["params"]),
-            f"{_fmt(t['tokens_per_sec_median'])} "
-            f"[{_fmt(t['tokens_per_sec_min'])}–{_fmt(t['tokens_per_sec_max'])}]",
+            f"{_fmt(t['tokens_per_sec_median'])} [{_fmt(t['tokens_per_sec_min'])}–{_fmt(t['tokens_per_sec_max'])}]",
             _fmt(r["flops"]["train"] / 1e9, 4),
             _fmt(lim),
             _fmt(pct, 1, "%"),
@@ -356,8 +349,12 @@ def bench_preset(
     data_file: str | None,
     overrides: list[str],
     min_time: float = 0.03,
+    decode_after: int = 0,
 ) -> dict:
-    """Measure one preset in this process (call it in a fresh subprocess for per-model peak memory)."""
+    """Measure one preset in this process (call it in a fresh subprocess for per-model peak memory).
+
+    After the timed windows, training goes on untimed up to `decode_after` steps in all, so that decoding
+    runs on weights whose outputs have realistic lengths (the hypothesis/reference length ratio is reported)."""
     import pickle
 
     import torch
@@ -422,6 +419,24 @@ def bench_preset(
                 f"(loss {loss.detach().item():.2f}, step {step + 1}/{total})",
             )
             tokens = seconds = 0.0
+    done = total
+    while done < decode_after:  # untimed: only so that the decoded outputs have realistic lengths
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        loss, _ = module.loss(batch, cfg.train.teacher_forcing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        opt.step()
+        done += 1
+        if done % 50 == 0 or done == decode_after:
+            _log(
+                preset, f"training on to {decode_after} steps before decoding: {done} (loss {loss.detach().item():.2f})"
+            )
     rss_train = peak_rss_mb()
     rates = [w["tokens_per_sec"] for w in windows]
 
@@ -432,9 +447,7 @@ def bench_preset(
     ref_len = sum(len(t) for t in split.tgt_tokens)
     decode = {}
     for label, beam in (("greedy", 1), ("beam5", 5)):
-        decode_split(
-            module, _subset(split, 8), cfg, data.tgt_tok.decode, beam=beam, progress=False
-        )  # warm-up
+        decode_split(module, _subset(split, 8), cfg, data.tgt_tok.decode, beam=beam, progress=False)  # warm-up
         out = decode_split(module, split, cfg, data.tgt_tok.decode, beam=beam, progress=False)
         hyp_len = sum(len(t) for t in out.tokens)
         bleu = corpus_scores(out.texts, refs, cfg.data.lowercase).bleu
@@ -459,9 +472,7 @@ def bench_preset(
     terms = model_matmuls(cfg.model, len(data.tgt_vocab))
     flops = flops_per_target_token(terms, avg_src, avg_tgt)
     limit = compute_limit(terms, cfg.train.batch_size, avg_src, avg_tgt, min_time)
-    _log(
-        preset, f"matmul limit {limit['tokens_per_sec']:,.0f} tok/s at {flops['train'] / 1e6:.1f} MFLOP/token"
-    )
+    _log(preset, f"matmul limit {limit['tokens_per_sec']:,.0f} tok/s at {flops['train'] / 1e6:.1f} MFLOP/token")
     return {
         "preset": preset,
         "config": str(path.relative_to(PROJECT_ROOT)),
@@ -473,7 +484,8 @@ def bench_preset(
         "avg_src_len": avg_src,
         "avg_tgt_len": avg_tgt,
         "train": {
-            "steps_total": total,
+            "steps_timed": total,
+            "steps_total": done,
             "windows": windows,
             "tokens_per_sec_median": statistics.median(rates) if rates else None,
             "tokens_per_sec_min": min(rates) if rates else None,
@@ -647,8 +659,7 @@ def summarize_profile(events, wall_s: float, top: int = 15) -> dict:
     return {
         "wall_ms": total_ms,
         "categories": {
-            k: {"ms": v, "percent": 100.0 * v / total_ms}
-            for k, v in sorted(cats.items(), key=lambda kv: -kv[1])
+            k: {"ms": v, "percent": 100.0 * v / total_ms} for k, v in sorted(cats.items(), key=lambda kv: -kv[1])
         },
         "top_ops": [{**r, "percent": 100.0 * r["self_ms"] / total_ms} for r in rows[:top]],
         "aten_calls": sum(r["calls"] for r in rows),
@@ -736,8 +747,7 @@ def render_profile(docs: list[dict]) -> str:
             what = (
                 f"{p['steps']} training steps, {p['tokens_per_sec_profiled']:,.0f} tok/s under the profiler"
                 if phase == "train"
-                else f"{p['sentences']} sentences, "
-                f"{p['sentences_per_sec_profiled']:.1f} sent/s under the profiler"
+                else f"{p['sentences']} sentences, {p['sentences_per_sec_profiled']:.1f} sent/s under the profiler"
             )
             lines += [
                 f"## {doc['preset']}: {phase} ({what}; {p['aten_calls']:,} aten calls)",
@@ -748,8 +758,7 @@ def render_profile(docs: list[dict]) -> str:
             lines += [f"| {k} | {v['ms']:,.0f} | {v['percent']:.1f}% |" for k, v in p["categories"].items()]
             lines += ["", "| top op (self CPU) | calls | ms | % of wall |", "|---|---:|---:|---:|"]
             lines += [
-                f"| {r['op']} | {r['calls']:,} | {r['self_ms']:,.1f} | {r['percent']:.1f}% |"
-                for r in p["top_ops"]
+                f"| {r['op']} | {r['calls']:,} | {r['self_ms']:,.1f} | {r['percent']:.1f}% |" for r in p["top_ops"]
             ]
             lines.append("")
     lines.append(
@@ -788,7 +797,14 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_start": _load(),
+        "git_commit": _git_commit(),
     }
+
+
+def _git_commit() -> str | None:
+    from harness.run import git_commit
+
+    return git_commit()
 
 
 def _load() -> str:
@@ -824,12 +840,11 @@ def run_bench(
     decode_sentences: int,
     output: Path,
     overrides: list[str],
+    decode_after: int = 0,
 ) -> dict:
     for p in presets:
         if not (PROJECT_ROOT / "experiments" / f"{p}_multi30k.yaml").is_file():
-            raise HarnessError(
-                f"--archs: no preset experiments/{p}_multi30k.yaml (choose from {', '.join(PRESETS)})"
-            )
+            raise HarnessError(f"--archs: no preset experiments/{p}_multi30k.yaml (choose from {', '.join(PRESETS)})")
     doc = {
         "machine": machine_info(),
         "settings": {
@@ -838,6 +853,7 @@ def run_bench(
             "repeats": repeats,
             "warmup": warmup,
             "decode_sentences": decode_sentences,
+            "decode_after": decode_after,
             "decode_split": "test_2016_flickr",
             "overrides": overrides,
         },
@@ -854,6 +870,7 @@ def run_bench(
                 "repeats": repeats,
                 "warmup": warmup,
                 "decode_sentences": decode_sentences,
+                "decode_after": decode_after,
                 "data_file": data_file,
                 "overrides": overrides,
             }
@@ -861,9 +878,7 @@ def run_bench(
                 [sys.executable, "-m", "harness.bench", "worker", json.dumps(job), str(out)], cwd=PROJECT_ROOT
             )
             if r.returncode != 0 or not out.is_file():
-                doc["results"].append(
-                    {"preset": preset, "error": f"worker exited with status {r.returncode}"}
-                )
+                doc["results"].append({"preset": preset, "error": f"worker exited with status {r.returncode}"})
                 continue
             doc["results"].append(json.loads(out.read_text()))
     doc["machine"]["load_end"] = _load()
@@ -902,6 +917,7 @@ def cmd_bench(args) -> int:
         args.decode_sentences,
         Path(args.output),
         args.overrides,
+        args.decode_after,
     )
     print(render_bench_table(doc))
     print(f"written: {Path(args.output) / 'bench.json'}, {Path(args.output) / 'bench.md'}")
@@ -932,6 +948,12 @@ def register(sub) -> None:
         default=500,
         help="test_2016_flickr sentences to decode (0 = all 1000; default 500)",
     )
+    s.add_argument(
+        "--decode-after",
+        type=int,
+        default=300,
+        help="train on (untimed) to this many steps before decoding, so outputs have realistic lengths (default 300)",
+    )
     s.add_argument("--output", default="reports/bench", help="folder for bench.json and bench.md")
     s.add_argument(
         "--profile",
@@ -939,15 +961,11 @@ def register(sub) -> None:
         help="instead: torch.profiler of --steps training steps and of decoding (default preset "
         "bahdanau2015) -> profile.json, profile.md",
     )
-    s.add_argument(
-        "overrides", nargs="*", help="key=value overrides for every preset, e.g. train.batch_size=32"
-    )
+    s.add_argument("overrides", nargs="*", help="key=value overrides for every preset, e.g. train.batch_size=32")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("bench-peers", help="train OpenNMT-py, JoeyNMT and this harness at one configuration")
-    s.add_argument(
-        "--steps", type=int, default=880, help="training steps for every toolkit (default 880 ≈ 2 epochs)"
-    )
+    s.add_argument("--steps", type=int, default=880, help="training steps for every toolkit (default 880 ≈ 2 epochs)")
     s.add_argument(
         "--toolkits",
         nargs="+",
@@ -978,6 +996,7 @@ def _worker_main(argv: list[str]) -> int:
         job["decode_sentences"],
         job["data_file"],
         job["overrides"],
+        decode_after=job.get("decode_after", 0),
     )
     write_json(out, result)
     return 0

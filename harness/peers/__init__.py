@@ -183,9 +183,7 @@ def install(tk: Toolkit, root: Path) -> Path:
             "name = lambda r: re.split(r'[<>=!~; \\[]', r)[0].strip().lower()\n"
             "print('\\n'.join(r for r in reqs if 'extra ==' not in r and name(r) != 'torch'))"
         )
-        reqs = subprocess.run(
-            [str(python), "-c", code], capture_output=True, text=True, check=True
-        ).stdout.split("\n")
+        reqs = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
         reqs = [r.split(";")[0].strip() for r in reqs if r.strip()]
         check(
             run_measured(pip + [TORCH_PIN, *reqs, *tk.extra], log.with_suffix(".deps.log")),

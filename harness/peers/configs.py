@@ -132,8 +132,6 @@ def joeynmt_config(
             "print_valid_sents": [],
         },
         "model": {
-            "initializer": "xavier_uniform",
-            "embed_initializer": "normal",
             "encoder": {
                 "type": "recurrent",
                 "rnn_type": "gru",

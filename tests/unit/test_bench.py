@@ -46,9 +46,7 @@ def test_rnn_terms_by_hand():
     # LSTM has 4 gates; a bidirectional layer counts twice
     lstm = rnn_terms("enc", "encoder", "src", "lstm", 4, 2, dirs=2)
     assert [t.flops(0) for t in lstm] == [2 * 2 * 4 * 8, 2 * 2 * 2 * 8]
-    assert (
-        lstm[0].rows == "BS" and lstm[1].rows == "B"
-    )  # input projection over the sequence, recurrence per step
+    assert lstm[0].rows == "BS" and lstm[1].rows == "B"  # input projection over the sequence, recurrence per step
 
 
 def test_attention_terms_scale_with_source_length():
@@ -63,9 +61,7 @@ def test_attention_terms_scale_with_source_length():
 
 def test_bahdanau_flops_by_hand():
     # E=4, H=6, encoder 3/direction (key 6), maxout 2, V=10; S=5 source tokens, T=4 target tokens (+</s>)
-    m = ModelConfig(
-        arch="bahdanau", score="additive", emb_size=4, hidden_size=6, enc_hidden_size=3, maxout_size=2
-    )
+    m = ModelConfig(arch="bahdanau", score="additive", emb_size=4, hidden_size=6, enc_hidden_size=3, maxout_size=2)
     f = flops_per_target_token(model_matmuls(m, 10), avg_src=5, avg_tgt=4)
     src = 2 * (2 * 4 * 9 + 2 * 3 * 9) + 2 * 6 * 6  # biGRU + U h̄ = 324 per source token
     tgt = (
@@ -231,8 +227,7 @@ def test_parse_toolkit_logs():
     assert last_float(onmt, ONMT_TIME) == 3.4 and last_float(onmt, ONMT_PARAMS) == 12345678
     joey = [
         "2026-11-26 10:50:00,000 - INFO - joeynmt.training - Total params: 9876543",
-        "... Epoch   1, Step:       50, Batch Loss:   123.4, Batch Acc: 0.12, "
-        "Tokens per Sec:     1160, Lr: 0.001000",
+        "... Epoch   1, Step:       50, Batch Loss:   123.4, Batch Acc: 0.12, Tokens per Sec:     1160, Lr: 0.001000",
         "... Generation took 0.0123[sec].",
         "... Generation took 14.2500[sec].",
     ]
