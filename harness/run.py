@@ -245,7 +245,7 @@ def train(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from harness.callbacks import ResumeState, SignalCheckpoint, ThroughputMeter
+    from harness.callbacks import DistributedShutdown, ResumeState, SignalCheckpoint, ThroughputMeter
     from harness.data.datamodule import TranslationDataModule, prepare
     from harness.evaluate import evaluate_split
     from harness.lightning_module import TranslationModule
@@ -276,6 +276,8 @@ def train(
         )
         meter = ThroughputMeter()
         cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), ResumeState()]
+        if cfg.train.devices > 1 or cfg.train.strategy.startswith("ddp"):
+            cbs.append(DistributedShutdown())
         cbs += list(callbacks or [])
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
