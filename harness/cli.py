@@ -156,13 +156,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --beam: expected an integer >= 1, got {args.beam}", file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        status = args.func(args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the run directory is marked incomplete; rerun with --resume to continue", file=sys.stderr)
-        return 130
+        status = 130
+    if status == 130:
+        # the interruption is handled and reported: a late or repeated Ctrl-C while the interpreter shuts down
+        # (library atexit hooks) must not turn exit status 130 into death by signal
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return status
 
 
 if __name__ == "__main__":
