@@ -25,6 +25,7 @@ harness/peers/__init__.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -203,26 +204,34 @@ def rows_of(term: Matmul, B: int, S: float, T: float) -> int:
     return max(1, round({"B": B, "BS": B * S, "BT": B * T}[term.rows]))
 
 
-def time_matmul(m: int, k: int, n: int, batched: bool = False, min_time: float = 0.03) -> float:
-    """Best-of-3 GFLOP/s of torch.mm (m × k)·(k × n), or torch.bmm of m sentences (1 × k)·(k × n)."""
+def time_matmul(
+    m: int, k: int, n: int, batched: bool = False, min_time: float = 0.03, device: str = "cpu", dtype=None
+) -> float:
+    """Best-of-3 GFLOP/s of torch.mm (m × k)·(k × n), or torch.bmm of m sentences (1 × k)·(k × n), on `device`
+    in `dtype` (default float32; bfloat16 where training runs under bf16 autocast)."""
     import torch
 
     k, n = max(1, int(round(k))), max(1, int(round(n)))
+    dtype = dtype or torch.float32
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     with torch.no_grad():
+        opts = {"device": device, "dtype": dtype}
         if batched:
-            a, b = torch.randn(m, 1, k), torch.randn(m, k, n)
+            a, b = torch.randn(m, 1, k, **opts), torch.randn(m, k, n, **opts)
             fn = lambda: torch.bmm(a, b)  # noqa: E731
         else:
-            a, b = torch.randn(m, k), torch.randn(k, n)
+            a, b = torch.randn(m, k, **opts), torch.randn(k, n, **opts)
             fn = lambda: torch.mm(a, b)  # noqa: E731
         for _ in range(3):
             fn()
+        sync()
         best = math.inf
         for _ in range(3):
             reps, t0 = 0, time.perf_counter()
             while True:
                 fn()
                 reps += 1
+                sync()
                 elapsed = time.perf_counter() - t0
                 if elapsed >= min_time and reps >= 3:
                     break
@@ -230,7 +239,9 @@ def time_matmul(m: int, k: int, n: int, batched: bool = False, min_time: float =
     return 2.0 * m * k * n / best / 1e9
 
 
-def compute_limit(terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, min_time: float = 0.03) -> dict:
+def compute_limit(
+    terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, min_time: float = 0.03, device: str = "cpu", dtype=None
+) -> dict:
     """Time every matmul at its own shape: the training tokens/s the matmuls alone allow (3 × forward)."""
     seconds = 0.0  # forward matmul seconds per target token
     shapes = []
@@ -240,7 +251,7 @@ def compute_limit(terms: list[Matmul], B: int, avg_src: float, avg_tgt: float, m
         k, n = t.size(avg_src)
         key = (m, round(k), round(n), t.batched)
         if key not in cache:
-            cache[key] = time_matmul(m, k, n, t.batched, min_time)
+            cache[key] = time_matmul(m, k, n, t.batched, min_time, device, dtype)
         gflops = cache[key]
         per_tgt = t.flops(avg_src) * (avg_src / avg_tgt if t.per == "src" else 1.0)
         seconds += per_tgt / (gflops * 1e9)
@@ -269,9 +280,11 @@ def render_bench_table(doc: dict) -> str:
     """The Markdown page of reports/bench/bench.md from bench.json."""
     s, mach = doc["settings"], doc["machine"]
     total_steps = max(s["warmup"] + s["repeats"] * s["steps"], s.get("decode_after", 0))
+    devices = sorted({f"{r['device']} ({r.get('precision', '32')})" for r in doc["results"] if r.get("device")})
     lines = [
         "# harness bench: Multi30k de→en",
         "",
+        *([f"Device: {', '.join(devices)}."] if devices and devices != ["cpu (32)"] else []),
         f"Machine: {mach.get('cpu', '?')}, {mach.get('threads', '?')} torch threads, "
         f"torch {mach.get('torch', '?')}; "
         f"load average at start {mach.get('load_start', '?')}, at end {mach.get('load_end', '?')}; "
@@ -299,7 +312,7 @@ def render_bench_table(doc: dict) -> str:
             _fmt(r["flops"]["train"] / 1e9, 4),
             _fmt(lim),
             _fmt(pct, 1, "%"),
-            _fmt(r["peak_rss_mb_train"]),
+            _fmt(r["peak_rss_mb_train"]) + (f" (GPU {_fmt(r['peak_gpu_mb'])})" if r.get("peak_gpu_mb") else ""),
             _fmt(greedy["sentences_per_sec"], 1),
             _fmt(beam["sentences_per_sec"], 1),
             _fmt(greedy["length_ratio"], 2),
@@ -321,6 +334,20 @@ def render_bench_table(doc: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------- one preset (worker)
+def bench_device(cfg):
+    """The device and autocast dtype a preset is measured with, from the same keys `harness train` reads:
+    train.accelerator (auto = CUDA when one is visible) and train.precision (32 or bf16-mixed)."""
+    import torch
+
+    acc = cfg.train.accelerator
+    if acc in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"train.accelerator={acc}: no CUDA device is visible to torch {torch.__version__}")
+    if cfg.train.precision == "16-mixed":
+        raise HarnessError("train.precision=16-mixed: harness bench measures 32 or bf16-mixed (no loss scaling)")
+    device = torch.device("cuda" if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()) else "cpu")
+    return device, (torch.bfloat16 if cfg.train.precision == "bf16-mixed" else None)
+
+
 def _log(prefix: str, msg: str) -> None:
     print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
 
@@ -383,7 +410,11 @@ def bench_preset(
     avg_src = statistics.fmean(len(s) for s in train_split.src_ids)
     avg_tgt = statistics.fmean(len(t) + 1 for t in train_split.tgt_ids)
 
-    module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
+    device, amp = bench_device(cfg)
+    _log(preset, f"device {device}" + (f", {amp} autocast" if amp else ""))
+    autocast = functools.partial(torch.autocast, device.type, dtype=amp or torch.float32, enabled=amp is not None)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos).to(device)
     module.train()
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
@@ -394,18 +425,22 @@ def bench_preset(
     windows: list[dict] = []
     tokens = seconds = 0.0
     for step in range(total):
+        sync()
         t_start = time.perf_counter()
         try:
             batch = next(batches)
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
-        loss, n_tokens = module.loss(batch, cfg.train.teacher_forcing)
+        batch = batch.to(device)
+        with autocast():
+            loss, n_tokens = module.loss(batch, cfg.train.teacher_forcing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
         opt.step()
+        sync()
         elapsed = time.perf_counter() - t_start
         if step < warmup:
             continue
@@ -426,7 +461,8 @@ def bench_preset(
         except StopIteration:
             batches = iter(loader)
             batch = next(batches)
-        loss, _ = module.loss(batch, cfg.train.teacher_forcing)
+        with autocast():
+            loss, _ = module.loss(batch.to(device), cfg.train.teacher_forcing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:
@@ -447,8 +483,10 @@ def bench_preset(
     ref_len = sum(len(t) for t in split.tgt_tokens)
     decode = {}
     for label, beam in (("greedy", 1), ("beam5", 5)):
-        decode_split(module, _subset(split, 8), cfg, data.tgt_tok.decode, beam=beam, progress=False)  # warm-up
-        out = decode_split(module, split, cfg, data.tgt_tok.decode, beam=beam, progress=False)
+        with autocast():
+            decode_split(module, _subset(split, 8), cfg, data.tgt_tok.decode, beam=beam, progress=False)  # warm-up
+            sync()
+            out = decode_split(module, split, cfg, data.tgt_tok.decode, beam=beam, progress=False)
         hyp_len = sum(len(t) for t in out.tokens)
         bleu = corpus_scores(out.texts, refs, cfg.data.lowercase).bleu
         decode[label] = {
@@ -471,7 +509,8 @@ def bench_preset(
 
     terms = model_matmuls(cfg.model, len(data.tgt_vocab))
     flops = flops_per_target_token(terms, avg_src, avg_tgt)
-    limit = compute_limit(terms, cfg.train.batch_size, avg_src, avg_tgt, min_time)
+    limit = compute_limit(terms, cfg.train.batch_size, avg_src, avg_tgt, min_time, str(device), amp)
+    gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     _log(preset, f"matmul limit {limit['tokens_per_sec']:,.0f} tok/s at {flops['train'] / 1e6:.1f} MFLOP/token")
     return {
         "preset": preset,
@@ -495,6 +534,9 @@ def bench_preset(
         "peak_rss_mb_data": rss_data,
         "peak_rss_mb_train": rss_train,
         "peak_rss_mb_end": rss_end,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "precision": cfg.train.precision,
+        "peak_gpu_mb": gpu_mb,
         "decode": decode,
         "flops": flops,
         "compute_limit_tokens_per_sec": limit["tokens_per_sec"],

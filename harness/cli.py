@@ -148,10 +148,21 @@ def _extensions():
     return out
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """argparse, plus key=value overrides anywhere on the line: `harness reproduce X --scale small a.b=1`
+    (argparse alone stops filling a `nargs="*"` positional once an option has come between)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.parse_args(argv)  # argparse's own one-line error for what is really unknown
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if getattr(args, "beam", None) is not None and args.beam < 1:
         print(f"error: --beam: expected an integer >= 1, got {args.beam}", file=sys.stderr)
         return 2

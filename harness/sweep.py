@@ -22,9 +22,11 @@ import difflib
 import functools
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -878,7 +880,6 @@ def run_worker(ctx: Context) -> int:
     study = create_or_load_study(spec, ctx.study, storage, ctx.worker, create=False)
     objective = Objective_(spec, ctx, study)
     tag = f"[worker {ctx.worker}] " if ctx.worker else ""
-    failures = 0
 
     def report(study_, t) -> None:
         if not ctx.quiet and not (
@@ -887,7 +888,46 @@ def run_worker(ctx: Context) -> int:
             print(f"{tag}{_describe(spec, t)}", flush=True)
 
     stop = MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE,))
+    with _CtrlC() as ctrl_c:
+        return _worker_loop(ctx, spec, study, objective, stop, report, ctrl_c, tag)
+
+
+class _CtrlC:
+    """Ctrl-C in a sweep worker: remember it, then raise KeyboardInterrupt as Python's own handler does.
+    Python drops ("Exception ignored in ...") an exception raised while it runs a garbage-collection or weakref
+    callback (seen inside SQLAlchemy), so the worker also checks the flag at every trial boundary: a Ctrl-C
+    can delay the stop to the end of the running trial, never cancel it. (During training the run's own
+    handler (harness.callbacks.ResumeState) takes over and stops after the current step.)"""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handler(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
+def _worker_loop(ctx: Context, spec, study, objective, stop, report, ctrl_c: _CtrlC, tag: str) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    failures = 0
     while True:
+        ctrl_c.check()
         trials = study.get_trials(deepcopy=False)
         prog = progress(spec, trials)
         if prog.finished >= spec.n_trials:
@@ -911,6 +951,7 @@ def run_worker(ctx: Context) -> int:
             callbacks=[stop, report],
             gc_after_trial=True,
         )
+        ctrl_c.check()
         mine = [
             t
             for t in study.get_trials(deepcopy=False)

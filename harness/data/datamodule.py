@@ -120,8 +120,9 @@ class Batch:
     def src_mask(self) -> torch.Tensor:  # (B, S) True on real tokens
         return self.src != PAD_ID
 
-    def to(self, device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.index)))
+    def to(self, device, non_blocking: bool = False) -> Batch:
+        tensors = (self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.index)
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in tensors))
 
     def __len__(self) -> int:
         return self.src.size(0)

@@ -156,7 +156,8 @@ class Cosine(Score):
 
     def forward(self, query, pre):
         q = query / query.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        return self.strength().to(q.dtype) * torch.bmm(pre, q.unsqueeze(2)).squeeze(2)
+        scale = self.fixed or self.strength().to(q.dtype)  # a fixed strength stays a Python float (any device)
+        return scale * torch.bmm(pre, q.unsqueeze(2)).squeeze(2)
 
 
 def build_score(name: str, query_size: int, key_size: int, **kwargs) -> Score:

@@ -154,13 +154,7 @@ def _wait_running(url: str, study: str, timeout: float = 60) -> None:
     "how",
     [
         "sigkill",
-        pytest.param(
-            "sigint",
-            # Known open bug (issue 6 note): a SIGINT that lands while Python runs a GC/weakref callback (seen in
-            # SQLAlchemy's registry) raises KeyboardInterrupt there, where Python ignores it; the sweep then
-            # finishes the trial and exits 0. Seen in 2 of 4 full-suite runs; the study stays resumable either way.
-            marks=pytest.mark.xfail(strict=False, reason="Ctrl-C can be swallowed inside a GC callback (open bug)"),
-        ),
+        "sigint",  # a Ctrl-C that Python drops inside a GC callback still stops it (tests/unit/test_sweep_interrupt.py)
     ],
 )
 def test_killed_sweep_resumes_to_exact_count(tmp_path, how):

@@ -144,3 +144,16 @@ def test_sentencepiece_run_merges_subword_attention_to_words(tmp_path):
     assert any(str(t).startswith("▁") for t in z["src_0"])  # the attention file is over pieces
     hyps = (result.run_dir / "test.hyp").read_text().splitlines()
     assert len(hyps) == 40 and not any("▁" in h for h in hyps)
+
+
+def test_overrides_may_follow_options(capsys):
+    """argparse alone stops filling `overrides` once an option comes between; the CLI takes key=value anywhere."""
+    from harness.cli import build_parser, parse_args
+
+    argv = ["reproduce", "bahdanau2015", "train.threads=1", "--scale", "tiny", "--dry-run", "seed=3"]
+    assert parse_args(build_parser(), argv).overrides == ["train.threads=1", "seed=3"]
+    argv = ["sweep", "sweeps/score_functions.yaml", "--workers", "2", "train.max_steps=8"]
+    assert parse_args(build_parser(), argv).overrides == ["train.max_steps=8"]
+    with pytest.raises(SystemExit):
+        parse_args(build_parser(), ["reproduce", "bahdanau2015", "--bogus", "x=1"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.bench import (
     Matmul,
+    bench_device,
     compute_limit,
     flops_per_target_token,
     model_matmuls,
@@ -174,6 +175,30 @@ def test_render_bench_table():
     assert "0.0400" in row and "150.0" in row and "40.0" in row and "0.97" in row
     assert "| gnmt2016 | error: worker exited with status 1" in md
     assert "95 training steps" in md  # 5 + 3 × 30
+
+
+def test_render_bench_table_gpu_row():
+    doc = _fake_doc()
+    doc["results"][0].update(device="NVIDIA H100 80GB HBM3", precision="bf16-mixed", peak_gpu_mb=321.0)
+    md = render_bench_table(doc)
+    assert "Device: NVIDIA H100 80GB HBM3 (bf16-mixed)." in md
+    assert "812 (GPU 321)" in md
+
+
+def test_bench_device_follows_the_train_keys():
+    from harness.config import load_config
+    from harness.errors import HarnessError
+    from harness.paths import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "experiments" / "bahdanau2015_multi30k.yaml"
+    device, amp = bench_device(load_config(path, ["train.accelerator=cpu", "train.precision=bf16-mixed"]))
+    assert (device.type, amp) == ("cpu", torch.bfloat16)
+    assert bench_device(load_config(path, ["train.accelerator=cpu"])) == (torch.device("cpu"), None)
+    with pytest.raises(HarnessError, match="16-mixed"):
+        bench_device(load_config(path, ["train.accelerator=cpu", "train.precision=16-mixed"]))
+    if not torch.cuda.is_available():
+        with pytest.raises(HarnessError, match="no CUDA device"):
+            bench_device(load_config(path, ["train.accelerator=gpu"]))
 
 
 def test_write_bench(tmp_path):
