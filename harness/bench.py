@@ -291,7 +291,7 @@ def render_bench_table(doc: dict) -> str:
         f"{mach.get('date', '')}.",
         f"Training: {s['warmup']} warm-up steps, then {s['repeats']} × {s['steps']} steps "
         f"(median [min–max] of the windows), batch {s.get('batch_size', '?')} sentences; decoding: "
-        f"{s['decode_sentences']} sentences of {s['decode_split']} with the weights after {total_steps} "
+        f"{s['decode_sentences'] or 'all'} sentences of {s['decode_split']} with the weights after {total_steps} "
         "training steps.",
         "",
         "| preset | params | train tok/s (median [min–max]) | GFLOP/tok (train) | matmul limit tok/s "

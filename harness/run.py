@@ -340,11 +340,12 @@ def train(
             return TrainResult(work, {})
         trainer.save_checkpoint(last, weights_only=False)  # the full state: --resume continues from it
         # the final weights may not have been validated (max_steps not a multiple of val_every)
-        best_score = best_cb.best_model_score
+        best_score = float(best_cb.best_model_score) if best_cb.best_model_score is not None else None
         if trainer.global_step % val_every != 0 or best_score is None:
             final = trainer.validate(module, datamodule=dm, verbose=False)[0]["val_bleu"]
-            if best_score is None or final > float(best_score):
+            if best_score is None or final > best_score:
                 trainer.save_checkpoint(ckpt_dir / "best.ckpt", weights_only=False)
+                best_score = float(final)  # the checkpoint callback never sees this last validation
         best = load_module(work, "best")
         best.detokenize = data.tgt_tok.decode
         device = next(module.parameters()).device
@@ -353,7 +354,7 @@ def train(
         metrics.update(
             {
                 "val_ppl": float(trainer.callback_metrics.get("val_ppl", float("nan"))),
-                "val_bleu_best": float(best_cb.best_model_score) if best_cb.best_model_score is not None else None,
+                "val_bleu_best": best_score,
                 "params": module.params,
                 "train_tokens_per_sec": meter.tokens_per_sec,
                 "train_time_s": train_time,

@@ -158,3 +158,19 @@ def test_overrides_may_follow_options(capsys):
     with pytest.raises(SystemExit):
         parse_args(build_parser(), ["reproduce", "bahdanau2015", "--bogus", "x=1"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_val_bleu_best_counts_the_final_validation(tmp_path):
+    """max_steps not a multiple of val_every: the last validation runs after fit, outside the checkpoint
+    callback; val_bleu_best (and best.ckpt) must still be the best of all validations."""
+    import csv
+
+    out = tmp_path / "run"
+    over = [*TINY, "train.max_steps=45", "train.val_every=20", "train.lr=0.01", "eval.forced_alignment=false"]
+    r = run_cli("train", "experiments/luong2015_synthetic.yaml", *over, "--output", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    with open(out / "logs" / "metrics.csv") as f:
+        vals = {int(row["step"]): float(row["val_bleu"]) for row in csv.DictReader(f) if row.get("val_bleu")}
+    assert sorted(vals) == [19, 39, 45]  # steps 20, 40 (0-based in the log) and the final one
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["val_bleu_best"] == pytest.approx(max(vals.values()))
