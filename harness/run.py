@@ -282,7 +282,9 @@ def train(
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
         loggers = [CSVLogger(work, name="logs", version="")]
-        wandb_logger = make_wandb_logger(cfg, work, data, module.params, trial_info)
+        wandb_logger = make_wandb_logger(
+            cfg, work, data, module.params, trial_info, resume=resume and (ckpt_dir / "last.ckpt").is_file()
+        )
         if wandb_logger is not None:
             loggers.append(wandb_logger)
         t = cfg.train

@@ -180,7 +180,18 @@ class SafeWandbLogger(WandbLogger):
             self.failed = True
 
 
-def _init_run(cfg: ExperimentConfig, run_dir: Path, mode: str, config: dict, trial_info: dict | None):
+def previous_run_id(run_dir: Path) -> str | None:
+    """The W&B id of the latest run under RUN_DIR/wandb (folder `offline-run-YYYYMMDD_HHMMSS-<id>` or
+    `run-...-<id>`): a resumed training continues that run instead of starting another."""
+    from harness.wandb_reader import find_run_files
+
+    files = find_run_files(run_dir) if (Path(run_dir) / "wandb").is_dir() else []
+    return files[-1].stem.removeprefix("run-") if files else None
+
+
+def _init_run(
+    cfg: ExperimentConfig, run_dir: Path, mode: str, config: dict, trial_info: dict | None, run_id: str | None = None
+):
     import wandb
 
     w = cfg.tracking.wandb
@@ -206,11 +217,21 @@ def _init_run(cfg: ExperimentConfig, run_dir: Path, mode: str, config: dict, tri
         config=config,
         settings=settings,
         reinit="create_new",  # sweep trials in one process each get their own run
+        **({"id": run_id, "resume": "allow"} if run_id else {}),
     )
 
 
-def make_wandb_logger(cfg: ExperimentConfig, run_dir: Path, data, params: int, trial_info: dict | None = None):
-    """A WandbLogger writing under RUN_DIR/wandb, or None when disabled or when W&B cannot start."""
+def make_wandb_logger(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    data,
+    params: int,
+    trial_info: dict | None = None,
+    resume: bool = False,
+):
+    """A WandbLogger writing under RUN_DIR/wandb, or None when disabled or when W&B cannot start.
+    resume: continue the run dir's previous W&B run (same id, resume="allow"; offline, a second
+    offline-run folder with the same id, which `wandb sync` appends to the same run)."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank != 0:  # multi-process DDP: one W&B run, from rank 0 (Lightning logs only there)
@@ -220,13 +241,14 @@ def make_wandb_logger(cfg: ExperimentConfig, run_dir: Path, data, params: int, t
         return None
     try:
         config = run_config(cfg, data, params, trial_info)
+        run_id = previous_run_id(run_dir) if resume else None
         try:
-            run = _init_run(cfg, run_dir, mode, config, trial_info)
+            run = _init_run(cfg, run_dir, mode, config, trial_info, run_id)
         except Exception as e:
             if mode != "online":
                 raise
             log.warning("W&B online start failed (%s); logging offline instead", _one_line(e))
-            run = _init_run(cfg, run_dir, "offline", config, trial_info)
+            run = _init_run(cfg, run_dir, "offline", config, trial_info, run_id)
         logger = SafeWandbLogger(experiment=run, save_dir=str(run_dir), name=run_name(cfg), project=run.project)
         # Lightning sets this x axis only for runs it starts itself; step_sync fills it in for later logs
         run.define_metric("trainer/global_step")

@@ -19,8 +19,8 @@ So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal tho
 logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file as it
 starts; harness/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
 the train_loss row of the step that was interrupted is missing (Lightning had not logged it yet).
-What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb); the W&B
-run after a resume is a new offline run.
+What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb). The W&B
+run after a resume continues the same run id (tests/integration/test_wandb.py).
 """
 
 from __future__ import annotations

@@ -311,3 +311,20 @@ def test_log_truncated_tail_and_corruption():
         list(iter_log_records(bytes(corrupt)))
     with pytest.raises(HarnessError, match="not a W&B"):
         list(iter_log_records(b"PK\x03\x04" + data[4:]))
+
+
+def test_resume_continues_the_same_wandb_run(no_wandb_env, tmp_path):
+    """--resume logs into the run it continues (same W&B id: `wandb sync` merges the two offline folders)
+    instead of starting a second run; the resumed part's history starts after the checkpoint's step."""
+    over = {**SMALLER, "tracking.wandb.mode": "offline", "train.log_every": 5}
+    first = train(load_config(PRESET, over), tmp_path / "run", progress=False)
+    partial = tmp_path / "run.partial"  # as left by a SIGKILL after the step-10 checkpoint
+    first.run_dir.rename(partial)
+    (partial / "INCOMPLETE").write_text("")
+    again = train(load_config(PRESET, {**over, "train.max_steps": 20}), tmp_path / "run", resume=True, progress=False)
+    files = find_run_files(again.run_dir)
+    assert len(files) == 2 and files[0].parent != files[1].parent
+    assert files[0].name == files[1].name  # run-<id>.wandb: one W&B run
+    before, after = read_run(files[0]), read_run(files[1])
+    assert after.run_id == before.run_id and after.exit_code == 0
+    assert [s for s, _ in after.series("train_loss")] and min(v for _, v in after.series("trainer/global_step")) >= 10
