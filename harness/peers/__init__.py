@@ -256,6 +256,20 @@ def detok_lines(path: Path, data, n: int) -> list[str]:
 PEER_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def training_summary(tr, step_pattern, group: int, params_pattern, ckpt: Path) -> dict:
+    """The training half of a peer's result: tokens/s after warm-up (from its log), memory, time, parameters."""
+    rates = window_rates(tr.lines, step_pattern, group)
+    return {
+        "train_tokens_per_sec": after_warmup(rates),
+        "train_windows_tokens_per_sec": rates,
+        "peak_rss_mb": tr.peak_rss_mb,
+        "peak_tree_rss_mb": tr.peak_tree_rss_mb,
+        "train_wall_s": tr.wall_s,
+        "params": int(last_float(tr.lines, params_pattern) or 0) or None,
+        "checkpoint": str(ckpt),
+    }
+
+
 def run_opennmt(python: Path, root: Path, dpath: Path, steps: int, data, refs: list[str]) -> dict:
     work = root / "runs" / "opennmt"
     work.mkdir(parents=True, exist_ok=True)
@@ -285,16 +299,7 @@ def run_opennmt(python: Path, root: Path, dpath: Path, steps: int, data, refs: l
     ckpt = work / f"model_step_{steps}.pt"
     if not ckpt.is_file():
         raise HarnessError(f"onmt_train: no checkpoint {ckpt}; see {tr.log}")
-    rates = window_rates(tr.lines, ONMT_STEP, 3)
-    result = {
-        "train_tokens_per_sec": after_warmup(rates),
-        "train_windows_tokens_per_sec": rates,
-        "peak_rss_mb": tr.peak_rss_mb,
-        "peak_tree_rss_mb": tr.peak_tree_rss_mb,
-        "train_wall_s": tr.wall_s,
-        "params": int(last_float(tr.lines, ONMT_PARAMS) or 0) or None,
-        "checkpoint": str(ckpt),
-    }
+    result = training_summary(tr, ONMT_STEP, 3, ONMT_PARAMS, ckpt)
     n = len(refs)
     for label, beam in (("greedy", 1), ("beam5", 5)):
         say(f"opennmt: decoding test ({label}) ...")
@@ -352,16 +357,7 @@ def run_joeynmt(python: Path, root: Path, dpath: Path, steps: int, data, refs: l
         raise HarnessError(f"joeynmt train: no checkpoint {ckpt}; see {tr.log}")
     # JoeyNMT logs its progress to model_dir/<mode>.log (not to stdout); a fresh model_dir each training
     tr.lines = (work / "model" / "train.log").read_text(errors="replace").splitlines()
-    rates = window_rates(tr.lines, JOEY_STEP, 2)
-    result = {
-        "train_tokens_per_sec": after_warmup(rates),
-        "train_windows_tokens_per_sec": rates,
-        "peak_rss_mb": tr.peak_rss_mb,
-        "peak_tree_rss_mb": tr.peak_tree_rss_mb,
-        "train_wall_s": tr.wall_s,
-        "params": int(last_float(tr.lines, JOEY_PARAMS) or 0) or None,
-        "checkpoint": str(ckpt),
-    }
+    result = training_summary(tr, JOEY_STEP, 2, JOEY_PARAMS, ckpt)
     n = len(refs)
     for label, beam in (("greedy", 1), ("beam5", 5)):
         say(f"joeynmt: decoding test ({label}) ...")
