@@ -93,6 +93,10 @@ class ModelConfig:
     max_positions: int = _f(128, lo=1)  # location score: number of source positions W_a predicts
     cosine_sharpening: float = _f(0.0, lo=0)  # NTM β; 0 = learned
     residual_from: int = _f(3, lo=1)  # GNMT: residual connections from this (1-based) layer up
+    # every parameter ~ U(-r, r); 0 = PyTorch's per-layer defaults. The papers: Sutskever et al. 2014 §3.4
+    # 0.08; Luong et al. 2015 §4.1 0.1; Wu et al. 2016 §8.1 0.04 (Bahdanau et al. 2015 App. B.1 uses
+    # orthogonal/Gaussian initializations, not implemented: its presets keep PyTorch's defaults)
+    init_uniform: float = _f(0.0, lo=0)
 
 
 @dataclass

@@ -229,7 +229,15 @@ def build_gnmt(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    return ARCHS[cfg.arch].build(cfg, src_vocab, tgt_vocab)
+    model = ARCHS[cfg.arch].build(cfg, src_vocab, tgt_vocab)
+    if cfg.init_uniform > 0:  # the papers' U(-r, r) for every parameter (config comment cites them)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.uniform_(-cfg.init_uniform, cfg.init_uniform)
+            for m in model.modules():  # padding rows stay zero, as nn.Embedding makes them
+                if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                    m.weight[m.padding_idx].zero_()
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -368,3 +368,19 @@ def test_fused_teacher_forcing_equals_step_by_step(arch, score, attention_type, 
 
 def test_scores_registry_is_complete():
     assert set(SCORES) == {"dot", "scaled_dot", "general", "additive", "location", "cosine"}
+
+
+@pytest.mark.parametrize("arch", ["luong", "gnmt", "seq2seq"])
+def test_init_uniform_bounds_every_parameter_and_keeps_padding_rows_zero(arch):
+    from harness.data.tokenize import PAD_ID
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, score="general" if arch == "luong" else "none", init_uniform=0.05)
+    if arch == "gnmt":
+        cfg.score = "additive"
+    model = build_model(cfg, 20, 21)
+    default = build_model(ModelConfig(arch=arch, score=cfg.score), 20, 21)
+    assert all(p.abs().max() <= 0.05 for p in model.parameters())
+    assert any(p.abs().max() > 0.05 for p in default.parameters())  # PyTorch's defaults are wider somewhere
+    embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    assert embeddings and all(float(m.weight[PAD_ID].abs().sum()) == 0.0 for m in embeddings)
