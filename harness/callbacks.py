@@ -45,6 +45,10 @@ class ThroughputMeter(pl.Callback):
     def tokens_per_sec(self) -> float | None:
         return self.tokens / self.seconds if self.seconds > 0 else None
 
+    def state_dict(self) -> dict:
+        # goes into checkpoints: with ddp_spawn the process that writes metrics.json reads rank 0's figures there
+        return {"tokens": self.tokens, "seconds": self.seconds, "peak_rss_mb": peak_rss_mb()}
+
     @property
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()
@@ -137,6 +141,18 @@ class ResumeState(pl.Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._restore_handler()
+
+
+class FinalCheckpoint(pl.Callback):
+    """ddp_spawn: the ranks train in spawned processes and the launching process gets the final weights back,
+    but not the loop state (its global_step stays 0). Rank 0 therefore writes last.ckpt with the full final
+    state (step, epoch, optimizer, ThroughputMeter figures) where training ends; the launcher reads it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)  # every rank calls it; rank 0 writes
 
 
 class DistributedShutdown(pl.Callback):

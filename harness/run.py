@@ -33,7 +33,7 @@ import torch
 
 from harness.config import ExperimentConfig, dump_yaml, from_dict, read_yaml, to_dict
 from harness.errors import HarnessError
-from harness.io import atomic_write_text, write_json
+from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,16 @@ class RunDir:
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
+def _best_score_in(path: Path) -> float | None:
+    """The best validation BLEU recorded in best.ckpt's ModelCheckpoint state (None without one)."""
+    if not path.is_file():
+        return None
+    for key, state in load_checkpoint(path).get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
+            return float(state["best_model_score"])
+    return None
+
+
 def load_checkpoint(path: Path) -> dict:
     """Checkpoints are plain data: torch.load(weights_only=True) refuses anything that would execute code."""
     if not path.is_file():
@@ -206,8 +216,10 @@ def _csv_rows(path: Path, before_step: int) -> list[dict]:
         return [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < before_step]
 
 
-def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger) -> None:
-    """logs/metrics.csv of a resumed run = the rows before the resume + the rows the resumed run logged."""
+def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, int] | None = None) -> None:
+    """logs/metrics.csv of a resumed run = the rows before the resume + the rows the resumed run logged.
+    at=(step, epoch): the newer rows were logged by a launcher process whose loop counters are 0 (the final
+    validation after a ddp_spawn fit): give them the real step and epoch."""
     import csv
     import io
 
@@ -215,6 +227,10 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger) -> None:
     if path.is_file():
         with open(path, newline="") as f:
             newer = list(csv.DictReader(f))
+    if at is not None:
+        for r in newer:
+            r["step"], r["epoch"] = str(at[0]), str(at[1])
+    writer = csv_logger.experiment  # a writer Lightning creates now deletes metrics.csv: let it, before we write
     # sorted like Lightning's writer, which keeps appending (e.g. the final validation) with these keys
     fields = sorted({k for r in rows + newer for k in r if k is not None})
     buf = io.StringIO()
@@ -222,7 +238,7 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger) -> None:
     writer.writeheader()
     writer.writerows(rows + newer)
     atomic_write_text(path, buf.getvalue())
-    csv_logger.experiment.metrics_keys = fields
+    writer.metrics_keys = fields
 
 
 @dataclass
@@ -245,7 +261,13 @@ def train(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from harness.callbacks import DistributedShutdown, ResumeState, SignalCheckpoint, ThroughputMeter
+    from harness.callbacks import (
+        DistributedShutdown,
+        FinalCheckpoint,
+        ResumeState,
+        SignalCheckpoint,
+        ThroughputMeter,
+    )
     from harness.data.datamodule import TranslationDataModule, prepare
     from harness.evaluate import evaluate_split
     from harness.lightning_module import TranslationModule
@@ -253,6 +275,10 @@ def train(
 
     # Everything that can fail on bad input happens before the run directory is created.
     data = prepare(cfg)
+    if cfg.train.devices > 1 and cfg.train.strategy == "ddp_spawn":
+        # the default file-descriptor sharing fails for spawned ranks in containers with a small /dev/shm
+        # ("unable to resize file ... Invalid argument")
+        torch.multiprocessing.set_sharing_strategy("file_system")
     run = RunDir(output, overwrite, resume)
     work = run.open()
     try:
@@ -276,6 +302,9 @@ def train(
         )
         meter = ThroughputMeter()
         cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), ResumeState()]
+        spawned = cfg.train.devices > 1 and cfg.train.strategy == "ddp_spawn"
+        if spawned:
+            cbs.append(FinalCheckpoint(ckpt_dir / "last.ckpt"))
         if cfg.train.devices > 1 or cfg.train.strategy.startswith("ddp"):
             cbs.append(DistributedShutdown())
         cbs += list(callbacks or [])
@@ -340,13 +369,24 @@ def train(
             raise KeyboardInterrupt
         if trainer.global_rank != 0:
             return TrainResult(work, {})
-        trainer.save_checkpoint(last, weights_only=False)  # the full state: --resume continues from it
+        if spawned:  # rank 0 wrote the final state (FinalCheckpoint); this process has the weights only
+            final_state = load_checkpoint(last)
+            steps, epochs = int(final_state["global_step"]), int(final_state["epoch"])
+            rank0 = final_state.get("callbacks", {}).get(ThroughputMeter.__qualname__, {})
+            best_score = _best_score_in(ckpt_dir / "best.ckpt")
+        else:
+            trainer.save_checkpoint(last, weights_only=False)  # the full state: --resume continues from it
+            steps, epochs, rank0 = int(trainer.global_step), int(trainer.current_epoch), {}
+            best_score = float(best_cb.best_model_score) if best_cb.best_model_score is not None else None
         # the final weights may not have been validated (max_steps not a multiple of val_every)
-        best_score = float(best_cb.best_model_score) if best_cb.best_model_score is not None else None
-        if trainer.global_step % val_every != 0 or best_score is None:
+        if steps % val_every != 0 or best_score is None:
+            # spawned: this process's CSVLogger starts a fresh file; keep the ranks' training log
+            kept = _csv_rows(csv_log, before_step=steps + 1) if spawned else []
             final = trainer.validate(module, datamodule=dm, verbose=False)[0]["val_bleu"]
+            if spawned:
+                _prepend_csv_rows(csv_log, kept, loggers[0], at=(steps, epochs))
             if best_score is None or final > best_score:
-                trainer.save_checkpoint(ckpt_dir / "best.ckpt", weights_only=False)
+                atomic_write_bytes(ckpt_dir / "best.ckpt", last.read_bytes())  # last.ckpt holds the final state
                 best_score = float(final)  # the checkpoint callback never sees this last validation
         best = load_module(work, "best")
         best.detokenize = data.tgt_tok.decode
@@ -358,11 +398,13 @@ def train(
                 "val_ppl": float(trainer.callback_metrics.get("val_ppl", float("nan"))),
                 "val_bleu_best": best_score,
                 "params": module.params,
-                "train_tokens_per_sec": meter.tokens_per_sec,
+                "train_tokens_per_sec": (
+                    rank0["tokens"] / rank0["seconds"] if rank0.get("seconds") else meter.tokens_per_sec
+                ),
                 "train_time_s": train_time,
-                "steps": int(trainer.global_step),
-                "epochs": int(trainer.current_epoch),
-                "peak_rss_mb": meter.peak_rss_mb,
+                "steps": steps,
+                "epochs": epochs,
+                "peak_rss_mb": max(meter.peak_rss_mb, rank0.get("peak_rss_mb", 0.0)),
                 "seed": cfg.seed,
                 "arch": cfg.model.arch,
                 "score": cfg.model.score,

@@ -804,11 +804,6 @@ class Objective_:
             # more sweeps); ddp_spawn starts the ranks from this process, as Optuna's DDP example does
             cfg = load_config(spec.base, {**over, "train.strategy": "ddp_spawn"})
         trial.set_user_attr("config", flatten(to_dict(cfg)))
-        if cfg.train.devices > 1:
-            import torch.multiprocessing
-
-            # the default fd sharing fails for the spawned ranks here ("unable to resize file")
-            torch.multiprocessing.set_sharing_strategy("file_system")
         callbacks = []
         if spec.pruner != "none" and cfg.train.devices == 1:
             callbacks.append(_pruning_callback(trial))

@@ -4,7 +4,9 @@ retried on the rerun; Ctrl-C leaves a resumable study; TPE repeats seeds and pru
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from harness.paths import PROJECT_ROOT
@@ -251,7 +254,15 @@ def test_ddp_on_cpu_two_processes(tmp_path):
     (t,) = study.trials
     assert t.state.name == "COMPLETE"
     assert t.user_attrs["config"]["train.devices"] == 2
-    assert Path(t.user_attrs["run_dir"], "metrics.json").is_file()
+    run_dir = Path(t.user_attrs["run_dir"])
+    # the launcher reports rank 0's loop state (it trained in spawned processes; the launcher's own is 0)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert m["steps"] == t.user_attrs["config"]["train.max_steps"] == last["global_step"] > 0
+    assert last["optimizer_states"] and m["train_tokens_per_sec"] > 0
+    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r for r in rows if r.get("train_loss")] and max(int(r["step"]) for r in rows if r.get("val_bleu")) > 0
 
 
 def test_bad_spec_fails_before_any_trial(tmp_path):
