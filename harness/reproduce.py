@@ -239,14 +239,15 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not vals:
         return None, None
     mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    # one run has no spread: None (shown without "±"), not 0.0
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
     return mean, std
 
 
 def _fmt(mean, std, digits=2) -> str:
     if mean is None:
         return "-"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else "")
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
 def run_dirs_of(study_dir: Path) -> list[Path]:

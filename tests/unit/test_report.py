@@ -466,3 +466,13 @@ def test_report_of_trained_study(trained_runs, tmp_path):
         assert Image.open(gif).n_frames == len(words)
     assert main(["plot-attention", str(attn_run), "--index", "0", "--forced"]) == 0
     assert (attn_run / "attention" / "test.forced-0.png").is_file()
+
+
+def test_reproduction_mean_std_has_no_spread_for_one_run():
+    from harness.reproduce import _fmt, _mean_std
+
+    assert _mean_std([7.0]) == (7.0, None) and _fmt(*_mean_std([7.0])) == "7.00"
+    mean, std = _mean_std([1.0, 3.0, None, float("nan")])
+    assert (mean, round(std, 6)) == (2.0, round(2**0.5, 6)) and _fmt(mean, std) == "2.00 ± 1.41"
+    assert _fmt(*_mean_std([2.0, 2.0])) == "2.00 ± 0.00"  # two equal runs: a real zero spread
+    assert _mean_std([None]) == (None, None) and _fmt(None, None) == "-"
