@@ -29,7 +29,16 @@ def dropped(monkeypatch) -> list[type]:
     return seen
 
 
-def test_python_drops_keyboard_interrupt_raised_in_a_finalizer(dropped):
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler for the test (another test may have left SIGINT ignored, as the CLI does
+    after a handled interruption)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_python_drops_keyboard_interrupt_raised_in_a_finalizer(dropped, default_sigint):
     _SignalsInFinalizer()  # the bug class the flag guards against: no exception reaches this frame
     assert dropped == [KeyboardInterrupt]
 
