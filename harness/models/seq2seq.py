@@ -114,24 +114,30 @@ def _uni_encoder(cfg: ModelConfig, src_vocab: int, cell: str) -> RNNEncoder:
     )
 
 
+def _luong_decoder(cfg: ModelConfig, tgt_vocab: int, enc: RNNEncoder, cell: str, attn, input_feeding: bool):
+    """The stacked decoder (LuongDecoder) of the Sutskever, Cho-style and Luong models, sized from the config
+    and the encoder."""
+    return LuongDecoder(
+        tgt_vocab,
+        cfg.emb_size,
+        cfg.hidden_size,
+        cfg.dec_layers,
+        cell,
+        attn,
+        enc.output_size,
+        enc.layer_sizes,
+        cell,
+        input_feeding=input_feeding,
+        dropout=cfg.dropout,
+    )
+
+
 @register_arch(
     "seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"], default_score="none"
 )
 def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = _uni_encoder(cfg, src_vocab, "lstm")
-    dec = LuongDecoder(
-        tgt_vocab,
-        cfg.emb_size,
-        cfg.hidden_size,
-        cfg.dec_layers,
-        "lstm",
-        None,
-        enc.output_size,
-        enc.layer_sizes,
-        "lstm",
-        input_feeding=False,
-        dropout=cfg.dropout,
-    )
+    dec = _luong_decoder(cfg, tgt_vocab, enc, "lstm", None, input_feeding=False)
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
@@ -141,19 +147,7 @@ def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = _uni_encoder(cfg, src_vocab, "gru")
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
-    dec = LuongDecoder(
-        tgt_vocab,
-        cfg.emb_size,
-        cfg.hidden_size,
-        cfg.dec_layers,
-        "gru",
-        attn,
-        enc.output_size,
-        enc.layer_sizes,
-        "gru",
-        input_feeding=False,
-        dropout=cfg.dropout,
-    )
+    dec = _luong_decoder(cfg, tgt_vocab, enc, "gru", attn, input_feeding=False)
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
@@ -191,19 +185,7 @@ def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = _uni_encoder(cfg, src_vocab, "lstm")
     attn = build_attention(cfg.score, cfg.attention_type, cfg.hidden_size, enc.output_size, cfg)
-    dec = LuongDecoder(
-        tgt_vocab,
-        cfg.emb_size,
-        cfg.hidden_size,
-        cfg.dec_layers,
-        "lstm",
-        attn,
-        enc.output_size,
-        enc.layer_sizes,
-        "lstm",
-        input_feeding=cfg.input_feeding,
-        dropout=cfg.dropout,
-    )
+    dec = _luong_decoder(cfg, tgt_vocab, enc, "lstm", attn, cfg.input_feeding)
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
