@@ -863,30 +863,6 @@ def _describe(spec: SweepSpec, t) -> str:
     return f"trial {t.number} {state:<8} {vals}  ({params}{', ' if params else ''}seed={seed}) {secs:.1f} s"
 
 
-def run_worker(ctx: Context) -> int:
-    """One worker: run trials until the study holds its budget; returns an exit status."""
-    import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    spec = load_spec(ctx.spec_path, ctx.cli_overrides, ctx.n_trials, check_points=not ctx.worker)
-    storage = open_storage(ctx.storage, ctx.heartbeat)
-    study = create_or_load_study(spec, ctx.study, storage, ctx.worker, create=False)
-    objective = Objective_(spec, ctx, study)
-    tag = f"[worker {ctx.worker}] " if ctx.worker else ""
-
-    def report(study_, t) -> None:
-        if not ctx.quiet and not (
-            t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith("not run")
-        ):
-            print(f"{tag}{_describe(spec, t)}", flush=True)
-
-    stop = MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE,))
-    with _CtrlC() as ctrl_c:
-        return _worker_loop(ctx, spec, study, objective, stop, report, ctrl_c, tag)
-
-
 class _CtrlC:
     """Ctrl-C in a sweep worker: remember it, then raise KeyboardInterrupt as Python's own handler does.
     Python drops ("Exception ignored in ...") an exception raised while it runs a garbage-collection or weakref
@@ -916,55 +892,72 @@ class _CtrlC:
             raise KeyboardInterrupt
 
 
-def _worker_loop(ctx: Context, spec, study, objective, stop, report, ctrl_c: _CtrlC, tag: str) -> int:
+def run_worker(ctx: Context) -> int:
+    """One worker: run trials until the study holds its budget; returns an exit status."""
     import optuna
+    from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = load_spec(ctx.spec_path, ctx.cli_overrides, ctx.n_trials, check_points=not ctx.worker)
+    storage = open_storage(ctx.storage, ctx.heartbeat)
+    study = create_or_load_study(spec, ctx.study, storage, ctx.worker, create=False)
+    objective = Objective_(spec, ctx, study)
+    tag = f"[worker {ctx.worker}] " if ctx.worker else ""
+
+    def report(study_, t) -> None:
+        if not ctx.quiet and not (
+            t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith("not run")
+        ):
+            print(f"{tag}{_describe(spec, t)}", flush=True)
+
+    stop = MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE,))
     failures = 0
-    while True:
-        ctrl_c.check()
-        trials = study.get_trials(deepcopy=False)
-        prog = progress(spec, trials)
-        if prog.finished >= spec.n_trials:
-            return 0
-        if spec.sampler == "grid":
-            can_start = prog.finished + prog.running < spec.n_trials and (prog.waiting > 0 or prog.untouched > 0)
-        else:
-            can_start = prog.finished + prog.running < spec.n_trials
-        if not can_start:
-            if prog.running == 0 and prog.waiting == 0:
-                return 0 if prog.finished >= spec.n_trials else 1
-            if _is_rdb(study._storage):
-                optuna.storages.fail_stale_trials(study)
-            time.sleep(ctx.poll)
-            continue
-        before = {t.number for t in trials}
-        study.optimize(
-            objective,
-            n_trials=1,
-            catch=(_NotRun, _TrialFailed),
-            callbacks=[stop, report],
-            gc_after_trial=True,
-        )
-        ctrl_c.check()
-        mine = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.number not in before and t.user_attrs.get("worker") == f"{socket.gethostname()}:{os.getpid()}"
-        ]
-        for t in mine:
-            if t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith("not run"):
-                failures += 1
-            elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                failures = 0
-        if failures >= ctx.max_consecutive_failures:
-            print(
-                f"{tag}error: {failures} trials in a row failed; last: "
-                f"{mine[-1].user_attrs.get('fail_reason', '?') if mine else '?'}",
-                file=sys.stderr,
-                flush=True,
+    with _CtrlC() as ctrl_c:
+        while True:
+            ctrl_c.check()
+            trials = study.get_trials(deepcopy=False)
+            prog = progress(spec, trials)
+            if prog.finished >= spec.n_trials:
+                return 0
+            if spec.sampler == "grid":
+                can_start = prog.finished + prog.running < spec.n_trials and (prog.waiting > 0 or prog.untouched > 0)
+            else:
+                can_start = prog.finished + prog.running < spec.n_trials
+            if not can_start:
+                if prog.running == 0 and prog.waiting == 0:
+                    return 0 if prog.finished >= spec.n_trials else 1
+                if _is_rdb(study._storage):
+                    optuna.storages.fail_stale_trials(study)
+                time.sleep(ctx.poll)
+                continue
+            before = {t.number for t in trials}
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(_NotRun, _TrialFailed),
+                callbacks=[stop, report],
+                gc_after_trial=True,
             )
-            return 1
+            ctrl_c.check()
+            mine = [
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.number not in before and t.user_attrs.get("worker") == f"{socket.gethostname()}:{os.getpid()}"
+            ]
+            for t in mine:
+                if t.state == TrialState.FAIL and not str(t.user_attrs.get("fail_reason", "")).startswith("not run"):
+                    failures += 1
+                elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                    failures = 0
+            if failures >= ctx.max_consecutive_failures:
+                print(
+                    f"{tag}error: {failures} trials in a row failed; last: "
+                    f"{mine[-1].user_attrs.get('fail_reason', '?') if mine else '?'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
 
 
 # ------------------------------------------------------------------------------------------ coordinator
