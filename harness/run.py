@@ -275,7 +275,8 @@ def train(
 
     # Everything that can fail on bad input happens before the run directory is created.
     data = prepare(cfg)
-    if cfg.train.devices > 1 and cfg.train.strategy == "ddp_spawn":
+    spawned = cfg.train.devices > 1 and cfg.train.strategy == "ddp_spawn"  # ranks train in child processes
+    if spawned:
         # the default file-descriptor sharing fails for spawned ranks in containers with a small /dev/shm
         # ("unable to resize file ... Invalid argument")
         torch.multiprocessing.set_sharing_strategy("file_system")
@@ -291,6 +292,8 @@ def train(
         module.detokenize = data.tgt_tok.decode
         dm = TranslationDataModule(cfg, data)
         ckpt_dir = work / "checkpoints"
+        last = ckpt_dir / "last.ckpt"
+        ckpt_path = str(last) if resume and last.is_file() else None  # what training continues from
         best_cb = ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best",
@@ -301,19 +304,16 @@ def train(
             enable_version_counter=False,
         )
         meter = ThroughputMeter()
-        cbs = [best_cb, meter, SignalCheckpoint(ckpt_dir / "last.ckpt"), ResumeState()]
-        spawned = cfg.train.devices > 1 and cfg.train.strategy == "ddp_spawn"
+        cbs = [best_cb, meter, SignalCheckpoint(last), ResumeState()]
         if spawned:
-            cbs.append(FinalCheckpoint(ckpt_dir / "last.ckpt"))
+            cbs.append(FinalCheckpoint(last))
         if cfg.train.devices > 1 or cfg.train.strategy.startswith("ddp"):
             cbs.append(DistributedShutdown())
         cbs += list(callbacks or [])
         if cfg.train.early_stopping:
             cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
         loggers = [CSVLogger(work, name="logs", version="")]
-        wandb_logger = make_wandb_logger(
-            cfg, work, data, module.params, trial_info, resume=resume and (ckpt_dir / "last.ckpt").is_file()
-        )
+        wandb_logger = make_wandb_logger(cfg, work, data, module.params, trial_info, resume=ckpt_path is not None)
         if wandb_logger is not None:
             loggers.append(wandb_logger)
         t = cfg.train
@@ -339,8 +339,6 @@ def train(
             use_distributed_sampler=False,
             default_root_dir=work,
         )
-        last = ckpt_dir / "last.ckpt"
-        ckpt_path = str(last) if resume and last.is_file() else None
         csv_log = work / "logs" / "metrics.csv"
         earlier_log: list[dict] = []
         if ckpt_path:

@@ -181,8 +181,8 @@ class SafeWandbLogger(WandbLogger):
 
 
 def previous_run_id(run_dir: Path) -> str | None:
-    """The W&B id of the latest run under RUN_DIR/wandb (folder `offline-run-YYYYMMDD_HHMMSS-<id>` or
-    `run-...-<id>`): a resumed training continues that run instead of starting another."""
+    """The W&B id of the latest run under RUN_DIR/wandb (its log file is `*run-*/run-<id>.wandb`): a resumed
+    training continues that run instead of starting another."""
     from harness.wandb_reader import find_run_files
 
     files = find_run_files(run_dir) if (Path(run_dir) / "wandb").is_dir() else []
