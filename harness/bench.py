@@ -26,6 +26,7 @@ harness/peers/__init__.py.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -204,6 +205,13 @@ def rows_of(term: Matmul, B: int, S: float, T: float) -> int:
     return max(1, round({"B": B, "BS": B * S, "BT": B * T}[term.rows]))
 
 
+def _synchronizer(device):
+    """torch.cuda.synchronize on a CUDA device (a timing must wait for the queued kernels), else a no-op."""
+    import torch
+
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+
 def time_matmul(
     m: int, k: int, n: int, batched: bool = False, min_time: float = 0.03, device: str = "cpu", dtype=None
 ) -> float:
@@ -213,7 +221,7 @@ def time_matmul(
 
     k, n = max(1, int(round(k))), max(1, int(round(n)))
     dtype = dtype or torch.float32
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    sync = _synchronizer(device)
     with torch.no_grad():
         opts = {"device": device, "dtype": dtype}
         if batched:
@@ -413,33 +421,33 @@ def bench_preset(
     device, amp = bench_device(cfg)
     _log(preset, f"device {device}" + (f", {amp} autocast" if amp else ""))
     autocast = functools.partial(torch.autocast, device.type, dtype=amp or torch.float32, enabled=amp is not None)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = _synchronizer(device)
     module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos).to(device)
     module.train()
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     params = [p for p in module.parameters() if p.requires_grad]
     loader = TranslationDataModule(cfg, data).train_dataloader()
-    batches = iter(loader)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch, reshuffled
+
+    def train_step():
+        """One optimizer step on the next batch (a timed step includes fetching and moving the batch)."""
+        with autocast():
+            loss, n_tokens = module.loss(next(batches).to(device), cfg.train.teacher_forcing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        opt.step()
+        return loss, n_tokens
+
     total = warmup + repeats * steps
     windows: list[dict] = []
     tokens = seconds = 0.0
     for step in range(total):
         sync()
         t_start = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        batch = batch.to(device)
-        with autocast():
-            loss, n_tokens = module.loss(batch, cfg.train.teacher_forcing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        opt.step()
+        loss, n_tokens = train_step()
         sync()
         elapsed = time.perf_counter() - t_start
         if step < warmup:
@@ -456,18 +464,7 @@ def bench_preset(
             tokens = seconds = 0.0
     done = total
     while done < decode_after:  # untimed: only so that the decoded outputs have realistic lengths
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        with autocast():
-            loss, _ = module.loss(batch.to(device), cfg.train.teacher_forcing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        opt.step()
+        loss, _ = train_step()
         done += 1
         if done % 50 == 0 or done == decode_after:
             _log(
