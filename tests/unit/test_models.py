@@ -370,14 +370,12 @@ def test_scores_registry_is_complete():
     assert set(SCORES) == {"dot", "scaled_dot", "general", "additive", "location", "cosine"}
 
 
-@pytest.mark.parametrize("arch", ["luong", "gnmt", "seq2seq"])
-def test_init_uniform_bounds_every_parameter_and_keeps_padding_rows_zero(arch):
+@pytest.mark.parametrize("arch, score", [("luong", "general"), ("gnmt", "additive"), ("seq2seq", "none")])
+def test_init_uniform_bounds_every_parameter_and_keeps_padding_rows_zero(arch, score):
     from harness.data.tokenize import PAD_ID
 
     torch.manual_seed(0)
-    cfg = ModelConfig(arch=arch, score="general" if arch == "luong" else "none", init_uniform=0.05)
-    if arch == "gnmt":
-        cfg.score = "additive"
+    cfg = ModelConfig(arch=arch, score=score, init_uniform=0.05)
     model = build_model(cfg, 20, 21)
     default = build_model(ModelConfig(arch=arch, score=cfg.score), 20, 21)
     assert all(p.abs().max() <= 0.05 for p in model.parameters())
