@@ -70,12 +70,10 @@ def _luong_rows() -> list[Row]:
         ("local-p", "dot"): ("18.0", "19.6"),
         ("local-p", "general"): ("19.0", "20.9"),
     }
-    rows = []
-    for att in ("global", "local-m", "local-p"):
-        for score in ("location", "dot", "general"):
-            before, after = table4.get((att, score), ("not in Table 4", None))
-            rows.append(Row(f"{att} ({score})", {"model.attention_type": att, "model.score": score}, before, after))
-    return rows
+    return [
+        Row(f"{att} ({score})", {"model.attention_type": att, "model.score": score}, before, after)
+        for (att, score), (before, after) in table4.items()
+    ]
 
 
 def _alignment_rows() -> list[Row]:
