@@ -174,14 +174,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run directory is marked incomplete; rerun with --resume to continue", file=sys.stderr)
         status = 130
-    if status == 130:
-        # the interruption is handled and reported: a late or repeated Ctrl-C while the interpreter shuts down
-        # (library atexit hooks) must not turn exit status 130 into death by signal
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return status
 
 
+def entry() -> None:
+    """The `harness` console script and `python -m harness.cli`: main(), then exit with its status."""
+    status = main()
+    if status == 130:
+        # the interruption is handled and reported: a late or repeated Ctrl-C while the interpreter shuts down
+        # (library atexit hooks) must not turn exit status 130 into death by signal. Only here, in the process
+        # that is about to exit: in-process callers of main() keep their own SIGINT handling.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,4 +1,4 @@
-"""Ctrl-C in a sweep worker is never lost, even when Python drops the KeyboardInterrupt (issue 6)."""
+"""Ctrl-C is never lost: in a sweep worker even when Python drops the KeyboardInterrupt (issue 6); the CLI exits 130."""
 
 from __future__ import annotations
 
@@ -61,3 +61,36 @@ def test_ctrl_c_outside_finalizers_raises_at_once():
         for _ in range(10_000):
             pass
     assert ctrl_c.pressed
+
+
+def _interrupted(monkeypatch):
+    """Make every `harness` command raise KeyboardInterrupt, as a Ctrl-C in the middle of it would."""
+    import argparse
+
+    import harness.cli as cli
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "parse_args", lambda parser, argv: argparse.Namespace(func=ctrl_c))
+    return cli
+
+
+def test_interrupted_main_returns_130_and_leaves_sigint_to_the_caller(monkeypatch, capsys):
+    cli = _interrupted(monkeypatch)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main([]) == 130
+    assert "rerun with --resume" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before  # an in-process caller can still be interrupted
+
+
+def test_console_entry_exits_130_and_ignores_a_late_ctrl_c(monkeypatch, capsys):
+    cli = _interrupted(monkeypatch)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.entry()
+        assert exit_.value.code == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # interpreter shutdown can't turn 130 into a kill
+    finally:
+        signal.signal(signal.SIGINT, before)
