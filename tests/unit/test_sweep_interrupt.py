@@ -31,8 +31,8 @@ def dropped(monkeypatch) -> list[type]:
 
 @pytest.fixture
 def default_sigint():
-    """Python's own Ctrl-C handler for the test (another test may have left SIGINT ignored, as the CLI does
-    after a handled interruption)."""
+    """Python's own Ctrl-C handler for the test (an earlier in-process test may have left SIGINT ignored, as
+    Lightning does after it handles an interrupted fit)."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
