@@ -34,26 +34,40 @@ def max_lengths(src_lengths: torch.Tensor, ratio: float, add: int) -> torch.Tens
 
 @torch.no_grad()
 def greedy(model, batch: Batch, max_len_ratio: float = 2.0, max_len_add: int = 10) -> list[Hypothesis]:
+    """Batched greedy decoding. A sentence that has emitted </s> leaves the batch (its rows of the decoder
+    state and the memory are dropped), so the last steps of a batch only compute the sentences still going."""
     memory, state = model.start(batch.src, batch.src_lengths)
-    B = batch.src.size(0)
-    limits = max_lengths(batch.src_lengths, max_len_ratio, max_len_add).to(batch.src.device)
-    y = torch.full((B,), BOS_ID, dtype=torch.long, device=batch.src.device)
-    finished = torch.zeros(B, dtype=torch.bool, device=y.device)
-    logprob = torch.zeros(B, device=y.device)  # log P(y_1 … y_t | x) of each hypothesis
-    tokens, weights = [], []
-    for t in range(int(limits.max())):
+    B, S = batch.src.size(0), batch.src.size(1)
+    device = batch.src.device
+    limits = max_lengths(batch.src_lengths, max_len_ratio, max_len_add).to(device)
+    T = int(limits.max())
+    alive = torch.arange(B, device=device)  # original index of every row still decoded
+    y = torch.full((B,), BOS_ID, dtype=torch.long, device=device)
+    tokens = torch.full((B, T), PAD_ID, dtype=torch.long, device=device)
+    logprob = torch.zeros(B, device=device)  # log P(y_1 … y_t | x) of each hypothesis
+    attn = None
+    for t in range(T):
         logp, state, w = model.step(y, state, memory, t)
         force_end = (t + 1) >= limits
-        logp = torch.where(force_end.unsqueeze(1) & ~finished.unsqueeze(1), _only_eos(logp), logp)
-        y = logp.argmax(-1).masked_fill(finished, PAD_ID)
-        logprob += logp.gather(1, y.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-        tokens.append(y)
-        weights.append(w)
-        finished = finished | (y == EOS_ID)
-        if bool(finished.all()):
-            break
-    toks = torch.stack(tokens, 1).tolist()
-    attn = torch.stack(weights, 1).float().cpu().numpy() if weights[0] is not None else None
+        if bool(force_end.any()):
+            logp = torch.where(force_end.unsqueeze(1), _only_eos(logp), logp)
+        y = logp.argmax(-1)
+        logprob.index_add_(0, alive, logp.gather(1, y.unsqueeze(1)).squeeze(1))
+        tokens[alive, t] = y
+        if w is not None:
+            if attn is None:
+                attn = w.new_zeros(B, T, S)
+            attn[alive, t] = w
+        ended = y == EOS_ID
+        if bool(ended.any()):
+            keep = (~ended).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            alive, y, limits = alive[keep], y[keep], limits[keep]
+            state = tuple(s.index_select(0, keep) for s in state)
+            memory = memory.select(keep)
+    toks = tokens.tolist()
+    attn = attn.float().cpu().numpy() if attn is not None else None
     out = []
     for b in range(B):
         seq = toks[b]
@@ -104,28 +118,32 @@ def beam_search(
     """
     K = beam
     device = batch.src.device
-    B = batch.src.size(0)
+    B, S = batch.src.size(0), batch.src.size(1)
     memory, state = model.start(batch.src, batch.src_lengths)
     rep = torch.arange(B, device=device).repeat_interleave(K)
     memory = memory.select(rep)
     state = tuple(s.index_select(0, rep) for s in state)
     limits = max_lengths(batch.src_lengths, max_len_ratio, max_len_add).to(device)  # (B,)
     limit_list = limits.tolist()
+    # Sentences that are done leave the batch: `alive` holds the original index of each sentence still
+    # decoded (its K rows are contiguous in the state and the memory); the back-pointers are kept full-size.
+    alive = torch.arange(B, device=device)
+    alive_list = list(range(B))
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0
     y = torch.full((B * K,), BOS_ID, dtype=torch.long, device=device)
-    done = [False] * B
     finished: list[list[tuple[float, int, int, float]]] = [[] for _ in range(B)]  # (score, step, beam, logp)
     back_tokens, back_parents, back_attn = [], [], []
-    V = None
+    beam_offsets = torch.arange(K, device=device)
     for t in range(int(limits.max())):
-        logp, state, w = model.step(y, state, memory, t)  # (B·K, V)
-        V = logp.size(1)
-        logp = logp.view(B, K, V)
-        force_end = ((t + 1) >= limits).view(B, 1, 1)
-        logp = torch.where(force_end, _only_eos(logp.view(B * K, V)).view(B, K, V), logp)
-        cand = (scores.unsqueeze(2) + logp).view(B, K * V)
-        top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K)
+        logp, state, w = model.step(y, state, memory, t)  # (Ba·K, V)
+        Ba, V = alive.numel(), logp.size(1)
+        logp = logp.view(Ba, K, V)
+        force_end = ((t + 1) >= limits[alive]).view(Ba, 1, 1)
+        if bool(force_end.any()):
+            logp = torch.where(force_end, _only_eos(logp.view(Ba * K, V)).view(Ba, K, V), logp)
+        cand = (scores.unsqueeze(2) + logp).view(Ba, K * V)
+        top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
         parents, tokens = top_ids // V, top_ids % V
         is_eos = tokens == EOS_ID
         # finalise </s> candidates ranked within the top K
@@ -137,31 +155,33 @@ def beam_search(
         next_tokens = tokens.gather(1, order)
         next_parents = parents.gather(1, order)
         next_scores = next_scores.masked_fill(next_tokens == EOS_ID, float("-inf"))
-        back_tokens.append(next_tokens)
-        back_parents.append(next_parents)
-        back_attn.append(w.view(B, K, -1) if w is not None else None)
+        back_tokens.append(next_tokens.new_zeros(B, K).index_copy_(0, alive, next_tokens))
+        back_parents.append(next_parents.new_zeros(B, K).index_copy_(0, alive, next_parents))
+        if w is not None:
+            back_attn.append(w.new_zeros(B, K, S).index_copy_(0, alive, w.view(Ba, K, S)))
         if bool(final.any()):  # one transfer per step, not one per element (measured ~10% of beam time)
             final_scores, final_parents = top_scores.tolist(), parents.tolist()
-            for b, j in final.nonzero().tolist():
-                if not done[b]:
-                    finished[b].append((final_scores[b][j], t, final_parents[b][j], final_scores[b][j]))
-        for b in range(B):
-            if not done[b] and (len(finished[b]) >= K or t + 1 >= limit_list[b]):
-                done[b] = True
-        if all(done):
+            for i, j in final.nonzero().tolist():
+                finished[alive_list[i]].append((final_scores[i][j], t, final_parents[i][j], final_scores[i][j]))
+        keep = [i for i, b in enumerate(alive_list) if len(finished[b]) < K and t + 1 < limit_list[b]]
+        if not keep:
             break
-        flat_parent = (next_parents + torch.arange(B, device=device).unsqueeze(1) * K).view(-1)
-        state = tuple(s.index_select(0, flat_parent) for s in state)
-        done_mask = torch.tensor(done, device=device).unsqueeze(1)  # (B, 1)
-        scores = next_scores.masked_fill(done_mask, float("-inf"))
-        y = next_tokens.view(-1).masked_fill(scores.view(-1) == float("-inf"), PAD_ID)
+        flat_parent = next_parents + torch.arange(Ba, device=device).unsqueeze(1) * K  # (Ba, K) rows
+        scores, y = next_scores, next_tokens
+        if len(keep) < Ba:  # drop the sentences that are done
+            kept = torch.tensor(keep, device=device)
+            alive_list = [alive_list[i] for i in keep]
+            alive, scores, y, flat_parent = alive[kept], scores[kept], y[kept], flat_parent[kept]
+            memory = memory.select((kept.unsqueeze(1) * K + beam_offsets).view(-1))
+        state = tuple(s.index_select(0, flat_parent.view(-1)) for s in state)
+        y = y.reshape(-1).masked_fill(scores.reshape(-1) == float("-inf"), PAD_ID)
     # reconstruct finished hypotheses through the back-pointers
     results: list[list[Hypothesis]] = []
     src_len = batch.src_lengths.tolist()
     # back-pointers as Python lists and attention as one numpy array: no per-element tensor indexing below
     tok_back = [x.tolist() for x in back_tokens]
     par_back = [x.tolist() for x in back_parents]
-    attn_back = torch.stack(back_attn).float().cpu().numpy() if back_attn[0] is not None else None  # (T, B, K, S)
+    attn_back = torch.stack(back_attn).float().cpu().numpy() if back_attn else None  # (T, B, K, S)
     for b in range(B):
         hyps = []
         for logprob, t_end, k_end, _ in finished[b]:

@@ -1,4 +1,5 @@
-"""Decoding (harness/search.py): a sentence decodes the same alone and inside a padded batch; beam K=1 is
+"""Decoding (harness/search.py): a sentence decodes the same alone and inside a padded batch (and leaves the
+batch when it ends); beam K=1 is
 greedy; beam attention is the hypothesis' own (= teacher-forced on it); GNMT penalties; n-best; length
 limits; and a tiny RNNsearch overfits 8 synthetic pairs to BLEU > 90."""
 
@@ -156,6 +157,32 @@ def test_beam_alone_equals_batched(arch, score, attention_type):
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)
         for a, b in zip(alone, nbest):
             _same_attention(a.attention, b.attention)
+
+
+def _recording_rows(model) -> list[int]:
+    """Make model.step record the batch rows it computes at each step."""
+    rows, step = [], model.step
+
+    def recorded(y, state, memory, t):
+        rows.append(y.size(0))
+        return step(y, state, memory, t)
+
+    model.step = recorded
+    return rows
+
+
+@pytest.mark.parametrize("arch,score,attention_type", [MODELS[0], MODELS[3], MODELS[7]], ids=str)
+def test_finished_sentences_leave_the_batch(arch, score, attention_type):
+    model = make_model(arch, score, attention_type)
+    rows = _recording_rows(model)
+    hyps = greedy(model, batch_of(SOURCES))
+    # a hypothesis of n words is computed at steps 0..n (step n emits </s>), then leaves the batch
+    assert rows == [sum(len(h.tokens) >= t for h in hyps) for t in range(len(rows))]
+    assert rows[-1] < rows[0] == len(SOURCES)
+    rows.clear()
+    beam_search(model, batch_of(SOURCES), beam=3)
+    assert all(r % 3 == 0 for r in rows) and rows == sorted(rows, reverse=True)
+    assert rows[-1] < rows[0] == 3 * len(SOURCES)
 
 
 @pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
