@@ -1,7 +1,6 @@
-"""Decoding (harness/search.py): a sentence decodes the same alone and inside a padded batch (and leaves the
-batch when it ends); beam K=1 is
-greedy; beam attention is the hypothesis' own (= teacher-forced on it); GNMT penalties; n-best; length
-limits; and a tiny RNNsearch overfits 8 synthetic pairs to BLEU > 90."""
+"""Decoding (harness/search.py): a sentence decodes the same alone and inside a padded batch, and leaves the
+batch when it ends; beam K=1 is greedy; beam attention is the hypothesis' own (= teacher-forced on it); GNMT
+penalties; n-best; length limits; and a tiny RNNsearch overfits 8 synthetic pairs to BLEU > 90."""
 
 from __future__ import annotations
 
