@@ -142,7 +142,7 @@ def beam_search(
         force_end = ((t + 1) >= limits[alive]).view(Ba, 1, 1)
         if bool(force_end.any()):
             logp = torch.where(force_end, _only_eos(logp.view(Ba * K, V)).view(Ba, K, V), logp)
-        cand = (scores.unsqueeze(2) + logp).view(Ba, K * V)
+        cand = logp.add_(scores.unsqueeze(2)).view(Ba, K * V)  # in place: logp is this step's own tensor
         top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
         parents, tokens = top_ids // V, top_ids % V
         is_eos = tokens == EOS_ID

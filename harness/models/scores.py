@@ -104,7 +104,8 @@ class Additive(Score):
         return self.U(keys)  # (B, S, A)
 
     def forward(self, query, pre):
-        return self.v(torch.tanh(pre + self.W(query).unsqueeze(1))).squeeze(2)
+        # tanh in place on the sum (a fresh tensor; autograd keeps the tanh output): one (B, S, A) buffer less
+        return self.v((pre + self.W(query).unsqueeze(1)).tanh_()).squeeze(2)
 
 
 @register_score("location")
