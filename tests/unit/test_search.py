@@ -184,6 +184,24 @@ def test_finished_sentences_leave_the_batch(arch, score, attention_type):
     assert rows[-1] < rows[0] == 3 * len(SOURCES)
 
 
+def test_beam_early_stop_finds_the_same_n_best_in_fewer_steps():
+    fewer = 0
+    for arch, score, attention_type in MODELS:
+        model = make_model(arch, score, attention_type)
+        rows = _recording_rows(model)
+        full = beam_search(model, batch_of(SOURCES), beam=4, n_best=2, early_stop=False)
+        full_rows, rows[:] = list(rows), []
+        early = beam_search(model, batch_of(SOURCES), beam=4, n_best=2)
+        for a, b in zip(full, early):
+            assert [h.tokens for h in a] == [h.tokens for h in b]
+            assert [h.score for h in a] == [h.score for h in b]
+            for x, y in zip(a, b):
+                _same_attention(x.attention, y.attention)
+        assert sum(rows) <= sum(full_rows)
+        fewer += sum(rows) < sum(full_rows)
+    assert fewer >= len(MODELS) // 2  # the bound does stop sentences early on most models
+
+
 @pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
 def test_an_empty_source_decodes_like_alone_and_without_nan(arch, score, attention_type):
     """Empty source lines are kept at test time: they decode to a finite hypothesis, batch undisturbed."""
