@@ -217,13 +217,14 @@ class BahdanauDecoder(nn.Module):
         w_ih = self.cell.weight_ih  # (3H, E + K): [embedding | context] columns
         gi_emb = nn.functional.linear(e, w_ih[:, :E], self.cell.bias_ih)  # (B, T, 3H)
         w_ic = w_ih[:, E:]
+        gi_steps = gi_emb.unbind(1)  # one backward for all steps (slicing per step allocates a full-size grad each)
         prev_states, contexts, weights = [], [], []
         for t in range(tgt_in.size(1)):
             if self.attention is None:
                 context, w = memory.summary, None
             else:
                 context, w = self.attention(s, memory.keys, memory.values, memory.src_mask, t, memory.summary)
-            gi = gi_emb[:, t] + nn.functional.linear(context, w_ic)
+            gi = gi_steps[t] + nn.functional.linear(context, w_ic)
             gh = nn.functional.linear(s, self.cell.weight_hh, self.cell.bias_hh)
             i_r, i_z, i_n = gi.chunk(3, 1)
             h_r, h_z, h_n = gh.chunk(3, 1)
