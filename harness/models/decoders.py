@@ -4,8 +4,9 @@ decoders as special cases), Bahdanau (RNNsearch), GNMT.
 Every decoder exposes the same step interface, used by training, greedy and beam search alike:
   memory = decoder.prepare(enc)               once per sentence (precomputed keys, values, mask, summary)
   state  = decoder.init_state(enc)            tuple of batch-first tensors (so beam search can reorder them)
-  out, state, weights = decoder.step(y_prev, state, memory, t)
-`out` (B, H_out) goes through the model's generator; `weights` (B, S) is the attention, or None.
+  out, state, weights = decoder.step(y_prev, state, memory, t, emb=None)
+`out` (B, H_out) goes through the model's generator; `weights` (B, S) is the attention, or None; `emb` is
+the embedded (and dropped-out) y_prev when the caller has embedded all steps at once (teacher forcing).
 `decoder.forward(tgt_in, memory, state)` runs teacher-forced over all steps (a fused path where the
 recurrence does not depend on attention).
 """
@@ -137,9 +138,9 @@ class LuongDecoder(nn.Module):
             x = nn.functional.dropout(hk, self.rnn.dropout, self.training) if k < self.layers - 1 else hk
         return x, torch.stack(hs, 1), (torch.stack(cs, 1) if cs else c)
 
-    def step(self, y_prev: Tensor, state, memory: Memory, t: int):
+    def step(self, y_prev: Tensor, state, memory: Memory, t: int, emb: Tensor | None = None):
         h, c, feed = state
-        x = self.dropout(self.embedding(y_prev))  # (B, E)
+        x = self.dropout(self.embedding(y_prev)) if emb is None else emb  # (B, E)
         if self.input_feeding:
             x = torch.cat([x, feed], dim=-1)
         out, h, c = self._rnn_step(x, h, c)
@@ -195,9 +196,9 @@ class BahdanauDecoder(nn.Module):
         backward_first = enc.summary[:, self.key_size // 2 :]  # h̄_1^← : the backward half of the summary
         return (torch.tanh(self.W_s(backward_first)),)
 
-    def step(self, y_prev, state, memory: Memory, t: int):
+    def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
         (s_prev,) = state
-        e = self.dropout(self.embedding(y_prev))
+        e = self.dropout(self.embedding(y_prev)) if emb is None else emb
         if self.attention is None:
             context, weights = memory.summary, None
         else:
@@ -266,14 +267,14 @@ class GNMTDecoder(nn.Module):
         z = enc.states.new_zeros(B, self.layers, self.hidden_size)
         return (z, z.clone())
 
-    def step(self, y_prev, state, memory: Memory, t: int):
+    def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
         h, c = state  # (B, L, H)
         query = h[:, 0]  # y^1_{i-1}: the bottom layer's previous output
         if self.attention is None:
             context, weights = memory.summary, None
         else:
             context, weights = self.attention(query, memory.keys, memory.values, memory.src_mask, t, memory.summary)
-        x = self.dropout(self.embedding(y_prev))
+        x = self.dropout(self.embedding(y_prev)) if emb is None else emb
         hs, cs = [], []
         for k, cell in enumerate(self.cells):
             hk, ck = cell(torch.cat([x, context], dim=-1), (h[:, k], c[:, k]))
