@@ -20,6 +20,8 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import hashlib
+import json
 import math
 import os
 import signal
@@ -159,13 +161,22 @@ class SweepSpec:
         return out
 
     def fingerprint(self) -> dict:
-        """What must not change between runs of one study (overrides, n_trials and timeouts may)."""
+        """What must not change between runs of one study (overrides, n_trials and timeouts may). The base
+        config counts by its resolved content too: editing a preset under a running study would mix two
+        configs in one study."""
         return {
             "base": str(self.base),
+            "base_config": _config_digest(self.base),
             "space": sorted(self.grid_space) if self.sampler == "grid" else sorted(self.space),
             "sampler": self.sampler,
             "objective": [dataclasses.asdict(o) for o in self.objectives],
         }
+
+
+def _config_digest(path: Path) -> str:
+    """Digest of a config file's resolved content (comments and key order do not count)."""
+    doc = json.dumps(to_dict(load_config(path)), sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def _where(path, key: str) -> str:
@@ -572,12 +583,15 @@ def create_or_load_study(spec: SweepSpec, name: str, storage, worker: int = 0, c
         study.set_user_attr("objectives", [dataclasses.asdict(o) for o in spec.objectives])
         study.set_user_attr("seeds", spec.seeds)
         study.set_user_attr("description", spec.description)
-    elif stored != mine or [d.name.lower() for d in study.directions] != directions:
-        diff = [k for k in mine if stored.get(k) != mine[k]] or ["objective"]
-        raise HarnessError(
-            f"--study {name}: exists with a different {diff[0]} (spec {study.user_attrs.get('spec')}); "
-            "use another --study name"
-        )
+    else:
+        # keys an older version did not store (base_config) are not compared: its studies still resume
+        diff = [k for k in mine if k in stored and stored[k] != mine[k]]
+        if diff or [d.name.lower() for d in study.directions] != directions:
+            what = {"base_config": "base config content"}.get(diff[0], diff[0]) if diff else "objective"
+            raise HarnessError(
+                f"--study {name}: exists with a different {what} (spec {study.user_attrs.get('spec')}); "
+                "use another --study name"
+            )
     study.set_user_attr("n_trials", spec.n_trials)
     return study
 

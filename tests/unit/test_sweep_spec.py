@@ -195,3 +195,31 @@ def test_overrides_may_follow_the_options():
     )
     assert args.spec == "sweeps/x.yaml" and args.study == "s" and args.workers == 2
     assert args.overrides == ["model.dropout=0.1", "data.name=multi30k"]
+
+
+def test_a_study_refuses_a_changed_base_config(tmp_path):
+    """Editing the base preset under an existing study would mix two configs in it: refused, one line."""
+    from harness.sweep import create_or_load_study
+
+    base = tmp_path / "base.yaml"
+    base.write_text((PROJECT_ROOT / BASE).read_text())
+    spec_path = spec_file(tmp_path, base=str(base))
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    create_or_load_study(load_spec(spec_path), "s", storage)
+    base.write_text("# a comment does not change the resolved config\n" + base.read_text())
+    create_or_load_study(load_spec(spec_path), "s", storage)  # same resolved content: resumes
+    base.write_text(base.read_text().replace("lr: 0.001", "lr: 0.002"))
+    with pytest.raises(HarnessError) as e:
+        create_or_load_study(load_spec(spec_path), "s", storage)
+    assert "different base config content" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_study_from_before_the_base_digest_still_resumes(tmp_path):
+    from harness.sweep import create_or_load_study
+
+    spec = load_spec(spec_file(tmp_path))
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = create_or_load_study(spec, "s", storage)
+    old = {k: v for k, v in spec.fingerprint().items() if k != "base_config"}
+    study.set_user_attr("fingerprint", old)  # what an older version stored
+    create_or_load_study(spec, "s", storage)
