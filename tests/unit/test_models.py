@@ -1,6 +1,6 @@
 """Architectures: every arch × applicable score builds, trains and decodes; parameter counts match the papers'
-structure written out by hand; padding never changes an encoding; the fused teacher-forced path equals the
-step-by-step one."""
+structure written out by hand; padding never changes an encoding; the teacher-forced forward (fused, or the
+loop that embeds all steps at once) equals decoding step by step."""
 
 from __future__ import annotations
 
@@ -343,15 +343,30 @@ FUSED = [
     ("luong", "additive", "global", dict(input_feeding=False)),
     ("luong", "dot", "local-m", dict(input_feeding=False)),
     ("luong", "general", "local-p", dict(input_feeding=False)),
+    ("bahdanau", "additive", "global", {}),
+    ("bahdanau", "location", "global", {}),
+    ("bahdanau", "none", "global", {}),
 ]
 
 
-@pytest.mark.parametrize("arch,score,attention_type,extra", FUSED, ids=["-".join(f[:3]) for f in FUSED])
+# no fused path: the teacher-forced loop embeds all steps at once and hands each step its embedding
+STEPPED = [
+    ("luong", "general", "global", dict(input_feeding=True)),
+    ("luong", "dot", "local-p", dict(input_feeding=True)),
+    ("gnmt", "additive", "global", {}),
+    ("gnmt", "none", "global", {}),
+]
+
+
+@pytest.mark.parametrize(
+    "arch,score,attention_type,extra", FUSED + STEPPED, ids=["-".join(f[:3]) for f in FUSED + STEPPED]
+)
 def test_fused_teacher_forcing_equals_step_by_step(arch, score, attention_type, extra):
     model = make_model(make_cfg(arch, score, attention_type, **extra)).eval()
     batch = tiny_batch()
     with torch.no_grad():
-        assert model.decoder.forward(batch.tgt_in, *model.start(batch.src, batch.src_lengths)) is not None
+        fused = model.decoder.forward(batch.tgt_in, *model.start(batch.src, batch.src_lengths))
+        assert (fused is not None) == ((arch, score, attention_type, extra) in FUSED)
         logits, weights = model(batch)
         memory, state = model.start(batch.src, batch.src_lengths)
         step_logp, step_w = [], []
