@@ -74,7 +74,12 @@ def sweep_cmd(spec: Path, tmp_path: Path, study: str, *args: str, overrides: tup
 
 def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT)
+    except subprocess.TimeoutExpired as e:  # say where it stopped: the sweep's own progress lines
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout or ""
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+        pytest.fail(f"timed out after {timeout} s\n--- stdout (tail)\n{out[-4000:]}\n--- stderr (tail)\n{err[-4000:]}")
 
 
 def load(study: str, url: str):
