@@ -3,10 +3,11 @@ decoders as special cases), Bahdanau (RNNsearch), GNMT.
 
 Every decoder exposes the same step interface, used by training, greedy and beam search alike:
   memory = decoder.prepare(enc)               once per sentence (precomputed keys, values, mask, summary)
+  e      = decoder.embed(tokens)              target embeddings, dropout applied
   state  = decoder.init_state(enc)            tuple of batch-first tensors (so beam search can reorder them)
   out, state, weights = decoder.step(y_prev, state, memory, t, emb=None)
 `out` (B, H_out) goes through the model's generator; `weights` (B, S) is the attention, or None; `emb` is
-the embedded (and dropped-out) y_prev when the caller has embedded all steps at once (teacher forcing).
+`decoder.embed(y_prev)` when the caller has embedded all steps at once (teacher forcing).
 `decoder.forward(tgt_in, memory, state)` runs teacher-forced over all steps (a fused path where the
 recurrence does not depend on attention).
 """
@@ -58,7 +59,19 @@ class Bridge(nn.Module):
         return stack_states(out)
 
 
-class LuongDecoder(nn.Module):
+class Decoder(nn.Module):
+    """What every decoder shares: the memory it attends over, and how it embeds target tokens (subclasses set
+    `attention`, `embedding` and `dropout`)."""
+
+    def prepare(self, enc: EncoderOutput) -> Memory:
+        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
+        return Memory(keys, enc.states, enc.src_mask, enc.summary)
+
+    def embed(self, tokens: Tensor) -> Tensor:  # (B,) or (B, T) -> (B, E) or (B, T, E), dropout applied
+        return self.dropout(self.embedding(tokens))
+
+
+class LuongDecoder(Decoder):
     """Luong et al. 2015 §3: stacked RNN; attention on the top state h_t; h̃_t = tanh(W_c[c_t; h_t]) (eq. 5);
     p(y_t) = softmax(W_s h̃_t) (eq. 6); input feeding (§3.3): [emb(y_{t-1}); h̃_{t-1}] is the next input.
 
@@ -96,10 +109,6 @@ class LuongDecoder(nn.Module):
         if attention is not None:
             self.W_c = nn.Linear(key_size + hidden_size, hidden_size, bias=False)
         self.output_size = hidden_size
-
-    def prepare(self, enc: EncoderOutput) -> Memory:
-        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
-        return Memory(keys, enc.states, enc.src_mask, enc.summary)
 
     def init_state(self, enc: EncoderOutput) -> tuple[Tensor, ...]:
         h = self.bridge_h(enc.final_h)  # (B, L, H)
@@ -140,7 +149,7 @@ class LuongDecoder(nn.Module):
 
     def step(self, y_prev: Tensor, state, memory: Memory, t: int, emb: Tensor | None = None):
         h, c, feed = state
-        x = self.dropout(self.embedding(y_prev)) if emb is None else emb  # (B, E)
+        x = self.embed(y_prev) if emb is None else emb  # (B, E)
         if self.input_feeding:
             x = torch.cat([x, feed], dim=-1)
         out, h, c = self._rnn_step(x, h, c)
@@ -151,7 +160,7 @@ class LuongDecoder(nn.Module):
         if self.input_feeding:
             return None  # the step loop is required (h̃_{t-1} feeds step t)
         h, c, _ = state
-        out, _, _ = self._rnn(self.dropout(self.embedding(tgt_in)), h, c)  # (B, T, H), one fused call
+        out, _, _ = self._rnn(self.embed(tgt_in), h, c)  # (B, T, H), one fused call
         out = self.dropout(out)
         if self.attention is None:
             return out, None
@@ -167,7 +176,7 @@ class LuongDecoder(nn.Module):
         return attentional.view(B, T, -1), weights
 
 
-class BahdanauDecoder(nn.Module):
+class BahdanauDecoder(Decoder):
     """Bahdanau et al. 2015, App. A.2.2 (RNNsearch): c_i from the previous state s_{i-1} (eq. 5-6);
     s_i = GRU([E y_{i-1}; c_i], s_{i-1}) (eq. 4); deep output t̃_i = U_o s_{i-1} + V_o E y_{i-1} + C_o c_i,
     maxout over pairs (t_i = max(t̃_{i,2j-1}, t̃_{i,2j})), p(y_i) = softmax(W_o t_i); s_0 = tanh(W_s h̄_1^←).
@@ -188,17 +197,13 @@ class BahdanauDecoder(nn.Module):
         self.C_o = nn.Linear(key_size, 2 * maxout_size, bias=False)
         self.output_size = maxout_size
 
-    def prepare(self, enc: EncoderOutput) -> Memory:
-        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
-        return Memory(keys, enc.states, enc.src_mask, enc.summary)
-
     def init_state(self, enc: EncoderOutput):
         backward_first = enc.summary[:, self.key_size // 2 :]  # h̄_1^← : the backward half of the summary
         return (torch.tanh(self.W_s(backward_first)),)
 
     def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
         (s_prev,) = state
-        e = self.dropout(self.embedding(y_prev)) if emb is None else emb
+        e = self.embed(y_prev) if emb is None else emb
         if self.attention is None:
             context, weights = memory.summary, None
         else:
@@ -214,7 +219,7 @@ class BahdanauDecoder(nn.Module):
         only the attention and the recurrence stay in the per-step loop."""
         (s,) = state
         E = self.embedding.embedding_dim
-        e = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        e = self.embed(tgt_in)  # (B, T, E)
         w_ih = self.cell.weight_ih  # (3H, E + K): [embedding | context] columns
         gi_emb = nn.functional.linear(e, w_ih[:, :E], self.cell.bias_ih)  # (B, T, 3H)
         w_ic = w_ih[:, E:]
@@ -243,7 +248,7 @@ class BahdanauDecoder(nn.Module):
         return self.dropout(t_out), attn
 
 
-class GNMTDecoder(nn.Module):
+class GNMTDecoder(Decoder):
     """Wu et al. 2016 §3 (Fig. 1): N LSTM layers; the attention context a_i is computed from the bottom
     layer's output of the previous step, y^1_{i-1}, and fed as extra input to every layer; residual
     connections from layer `residual_from` up; softmax on the top layer. Initial states are zero."""
@@ -258,10 +263,6 @@ class GNMTDecoder(nn.Module):
         self.cells = nn.ModuleList([nn.LSTMCell(s + key_size, hidden_size) for s in sizes])
         self.output_size = hidden_size
 
-    def prepare(self, enc: EncoderOutput) -> Memory:
-        keys = self.attention.precompute(enc.states) if self.attention is not None else enc.states[:, :0]
-        return Memory(keys, enc.states, enc.src_mask, enc.summary)
-
     def init_state(self, enc: EncoderOutput):
         B = enc.states.size(0)
         z = enc.states.new_zeros(B, self.layers, self.hidden_size)
@@ -274,7 +275,7 @@ class GNMTDecoder(nn.Module):
             context, weights = memory.summary, None
         else:
             context, weights = self.attention(query, memory.keys, memory.values, memory.src_mask, t, memory.summary)
-        x = self.dropout(self.embedding(y_prev)) if emb is None else emb
+        x = self.embed(y_prev) if emb is None else emb
         hs, cs = [], []
         for k, cell in enumerate(self.cells):
             hk, ck = cell(torch.cat([x, context], dim=-1), (h[:, k], c[:, k]))

@@ -79,7 +79,7 @@ class Seq2Seq(nn.Module):
         outs, ws = [], []
         y = batch.tgt_in[:, 0]
         # teacher forcing: embed every step at once (one embedding backward instead of a dense (V, E) one per step)
-        embs = self.decoder.dropout(self.decoder.embedding(batch.tgt_in)).unbind(1) if teacher_forcing >= 1.0 else None
+        embs = self.decoder.embed(batch.tgt_in).unbind(1) if teacher_forcing >= 1.0 else None
         for t in range(T):
             out, state, w = self.decoder.step(y, state, memory, t, embs[t] if embs is not None else None)
             outs.append(out)
