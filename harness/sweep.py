@@ -49,6 +49,8 @@ SPEC_KEYS = (
     "n_trials",
     "pruner",
     "timeout_per_trial",
+    "max_pruned",
+    "sampler_seed",
 )
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("none", "median", "successive_halving")
@@ -129,6 +131,8 @@ class SweepSpec:
     timeout_per_trial: float
     description: str = ""
     cli_overrides: dict[str, Any] = field(default_factory=dict)
+    max_pruned: int = 0  # tpe/random: the workers give up after this many PRUNED trials (grid: 0, unused)
+    sampler_seed: int = 0  # tpe/random, one worker: the sampler's seed (parallel workers draw their own)
 
     @functools.cached_property
     def grid_space(self) -> dict[str, list]:
@@ -388,6 +392,12 @@ def load_spec(
     budget = n_trials if n_trials is not None else raw.get("n_trials")
     key = "--n-trials" if n_trials is not None else "n_trials"
     if sampler == "grid":
+        for only, why in (
+            ("max_pruned", "a pruned grid point counts as done"),
+            ("sampler_seed", "grid order is fixed"),
+        ):
+            if only in raw:
+                raise HarnessError(f"{_where(path, only)}: only for sampler tpe or random ({why})")
         size = spec.grid_size
         if budget is None:
             budget = size
@@ -408,6 +418,15 @@ def load_spec(
             raise HarnessError(f"{_where(path, 'n_trials')}: required for sampler {sampler} (the trial budget)")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise HarnessError(f"{_where(path, key)}: expected a positive integer, got {budget!r}")
+        # a pruner that stops nearly every trial would otherwise keep the workers sampling for ever
+        max_pruned = raw.get("max_pruned", 10 * budget)
+        if not isinstance(max_pruned, int) or isinstance(max_pruned, bool) or max_pruned < 1:
+            raise HarnessError(f"{_where(path, 'max_pruned')}: expected a positive integer, got {max_pruned!r}")
+        spec.max_pruned = max_pruned
+        sampler_seed = raw.get("sampler_seed", 0)
+        if not isinstance(sampler_seed, int) or isinstance(sampler_seed, bool) or sampler_seed < 0:
+            raise HarnessError(f"{_where(path, 'sampler_seed')}: expected an integer >= 0, got {sampler_seed!r}")
+        spec.sampler_seed = sampler_seed
         # one dimension at a time (the others at the base value): every choice and both ends of every range
         for name, p in space.items():
             values = p.choices if p.type == "categorical" else [p.low, p.high]
@@ -546,15 +565,20 @@ def _GridSampler(space, seed):
     return _grid_sampler_class()(space, seed=seed)
 
 
-def make_sampler(spec: SweepSpec, worker: int = 0):
+def make_sampler(spec: SweepSpec, worker: int = 0, done: int = 0):
     import optuna
 
     if spec.sampler == "grid":
         # seed 0 in every worker: the same grid order everywhere (trial k -> grid point k)
         return _GridSampler(spec.grid_space, seed=0)
+    # one worker (worker 0: `--workers 1`, in-process) samples from the spec's seed plus the trials the study
+    # already holds (`done`), so a sequential sweep is reproducible and a resumed one does not draw its first
+    # points again; parallel workers (1..N, on one or many nodes) draw entropy: their trial order depends on
+    # timing anyway, and two of them seeded alike would sample in lock-step
+    seed = spec.sampler_seed + done if worker == 0 else None
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=None)  # entropy per worker: workers must not sample in lock-step
-    return optuna.samplers.RandomSampler(seed=None)
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_pruner(spec: SweepSpec):
@@ -603,6 +627,11 @@ class Progress:
     waiting: int
     untouched: int  # grid points no trial has touched yet
     failed_points: int  # grid points whose only trials failed (retried on the next run)
+    pruned: int = 0  # PRUNED trials
+
+    def gave_up(self, spec: SweepSpec) -> bool:
+        """tpe/random: the pruner stopped max_pruned trials before n_trials completed."""
+        return spec.sampler != "grid" and self.finished < spec.n_trials and self.pruned >= spec.max_pruned
 
 
 def _point(spec: SweepSpec, t) -> tuple | None:
@@ -619,7 +648,8 @@ def progress(spec: SweepSpec, trials) -> Progress:
     running = sum(t.state == TrialState.RUNNING for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     if spec.sampler != "grid":
-        return Progress(sum(t.state == TrialState.COMPLETE for t in trials), running, waiting, 0, 0)
+        complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        return Progress(complete, running, waiting, 0, 0, sum(t.state == TrialState.PRUNED for t in trials))
     done, touched = set(), set()
     for t in trials:
         p = _point(spec, t)
@@ -712,12 +742,23 @@ class Context:
     max_consecutive_failures: int = 3
 
 
+def _at_end(trainer, step: int) -> bool:
+    """The validation of the final weights (max_steps reached, or the last batch of the last epoch)."""
+    if 0 < trainer.max_steps <= step:
+        return True
+    epochs = trainer.max_epochs
+    return epochs is not None and epochs > 0 and trainer.current_epoch + 1 >= epochs and trainer.is_last_batch
+
+
 def _pruning_callback(trial):
     from optuna_integration import PyTorchLightningPruningCallback
 
     class StepPruningCallback(PyTorchLightningPruningCallback):
         """Reports val_bleu at the global step (validation runs every train.val_every steps, often several
-        times per epoch; the stock callback reports at the epoch and would drop those values)."""
+        times per epoch; the stock callback reports at the epoch and would drop those values). The validation
+        at train.max_steps is reported but never pruned: the trial has already spent its whole budget, and
+        pruning it would only hide a finished result from the sampler (and, when the pruner's median sits above
+        most trials, keep the study from ever reaching n_trials COMPLETE)."""
 
         def on_validation_end(self, trainer, pl_module):
             if self.is_ddp_backend or trainer.sanity_checking:
@@ -727,6 +768,8 @@ def _pruning_callback(trial):
                 return
             step = int(trainer.global_step)
             self._trial.report(float(score), step=step)
+            if _at_end(trainer, step):
+                return
             if self._trial.should_prune():
                 import optuna
 
@@ -916,6 +959,7 @@ def run_worker(ctx: Context) -> int:
     spec = load_spec(ctx.spec_path, ctx.cli_overrides, ctx.n_trials, check_points=not ctx.worker)
     storage = open_storage(ctx.storage, ctx.heartbeat)
     study = create_or_load_study(spec, ctx.study, storage, ctx.worker, create=False)
+    study.sampler = make_sampler(spec, ctx.worker, done=len(study.get_trials(deepcopy=False)))
     objective = Objective_(spec, ctx, study)
     tag = f"[worker {ctx.worker}] " if ctx.worker else ""
 
@@ -934,6 +978,8 @@ def run_worker(ctx: Context) -> int:
             prog = progress(spec, trials)
             if prog.finished >= spec.n_trials:
                 return 0
+            if prog.gave_up(spec):
+                return 1  # the coordinator says why
             if spec.sampler == "grid":
                 can_start = prog.finished + prog.running < spec.n_trials and (prog.waiting > 0 or prog.untouched > 0)
             else:
@@ -1142,6 +1188,14 @@ def cmd_sweep(args) -> int:
     print(summarize(spec, study))
     if not args.quiet:
         print(f"wall time {time.perf_counter() - t0:.1f} s; trials in {reports / name / 'trials'}", flush=True)
+    if prog.gave_up(spec):
+        print(
+            f"error: study {name} stopped with {prog.finished}/{spec.n_trials} complete after {prog.pruned} "
+            f"pruned trials (max_pruned {spec.max_pruned}; each trial's fail_reason says why): use a milder "
+            "pruner (pruner: none) or fix the diverging range, or raise max_pruned, and rerun the same command",
+            file=sys.stderr,
+        )
+        return 1
     if prog.finished < spec.n_trials:
         left = spec.n_trials - prog.finished
         print(

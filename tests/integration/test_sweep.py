@@ -234,6 +234,27 @@ def test_tpe_repeats_seeds_and_prunes(tmp_path):
     assert all(len(t.intermediate_values) >= 2 for t in complete)  # val_bleu reported at each validation
 
 
+def test_a_study_that_only_prunes_stops_at_max_pruned(tmp_path):
+    """Every sampled learning rate diverges (pruned): the workers stop after max_pruned trials with a one-line
+    error naming the key, instead of sampling for ever."""
+    spec = write_spec(
+        tmp_path,
+        space={"train.lr": {"type": "float", "low": 1e29, "high": 1e30, "log": True}},
+        sampler="random",
+        n_trials=2,
+        max_pruned=3,
+        seeds=[1],
+        extra_overrides={"train.grad_clip": 0, "train.max_steps": 4, "train.val_every": 4},
+    )
+    r = run(sweep_cmd(spec, tmp_path, "dv", "--workers", "1"), timeout=120)
+    assert r.returncode == 1, r.stderr[-3000:]
+    err = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "0/2 complete after 3 pruned trials (max_pruned 3" in err[0], r.stderr[-3000:]
+    study = load("dv", f"sqlite:///{tmp_path / 'reports' / 'dv' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["PRUNED"] * 3
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in study.trials)
+
+
 @pytest.mark.slow
 def test_slurm_workers_with_local_executor(tmp_path):
     spec = write_spec(tmp_path, seeds=[1])

@@ -68,6 +68,10 @@ def error(tmp_path, **keys) -> str:
         ({"sampler": "tpe"}, "n_trials: required"),
         ({"base": "experiments/nope.yaml"}, "base"),
         ({"timeout_per_trial": -1}, "timeout_per_trial"),
+        ({"max_pruned": 3}, "max_pruned: only for sampler tpe or random"),  # grid: a pruned point is done
+        ({"sampler": "random", "n_trials": 2, "max_pruned": 0}, "max_pruned: expected a positive integer"),
+        ({"sampler_seed": 1}, "sampler_seed: only for sampler tpe or random"),
+        ({"sampler": "tpe", "n_trials": 2, "sampler_seed": -1}, "sampler_seed: expected an integer >= 0"),
         ({"space": {"model.score": ["dot", "dott"]}}, "model.score"),  # invalid value, caught per grid point
         ({"space": {"model.arch": ["seq2seq"]}}, "grid point"),  # seq2seq needs score none
         ({"space": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}}, "space.train.lr"),
@@ -159,6 +163,59 @@ def test_tpe_space(tmp_path):
     )
     spec = load_spec(path)
     assert spec.space["train.lr"].log and spec.space["model.hidden_size"].choices == [16, 32]
+    assert spec.max_pruned == 100  # default: 10 x n_trials
+    assert load_spec(path, n_trials=3).max_pruned == 30
+
+
+def _pruning_trial():
+    """A trial whose pruner always says prune, and the sweep's pruning callback on it."""
+    import optuna
+
+    from harness.sweep import _pruning_callback
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:
+            return True
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    trial = optuna.create_study(direction="maximize", pruner=Always()).ask()
+    return trial, _pruning_callback(trial)
+
+
+def _trainer(step: int, max_steps: int, *, max_epochs: int = -1, epoch: int = 0, last_batch: bool = False):
+    from types import SimpleNamespace
+
+    import torch
+
+    return SimpleNamespace(
+        sanity_checking=False,
+        callback_metrics={"val_bleu": torch.tensor(float(step))},
+        global_step=step,
+        max_steps=max_steps,
+        max_epochs=max_epochs,
+        current_epoch=epoch,
+        is_last_batch=last_batch,
+    )
+
+
+def test_pruning_spares_the_validation_of_the_final_weights():
+    """A trial that has spent its whole budget is never pruned at its last validation (a pruner whose median
+    sits above most trials would otherwise keep a TPE study from reaching n_trials COMPLETE: CI stalled on
+    600 pruned trials); earlier validations are pruned, and every one is reported."""
+    import optuna
+
+    trial, cb = _pruning_trial()
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 4"):
+        cb.on_validation_end(_trainer(4, 12), None)
+    cb.on_validation_end(_trainer(12, 12), None)  # the final weights: reported, not pruned
+    # epoch-bound training (no step limit): the last batch of the last epoch, not an earlier one
+    with pytest.raises(optuna.TrialPruned):
+        cb.on_validation_end(_trainer(5, -1, max_epochs=2, epoch=0, last_batch=True), None)
+    with pytest.raises(optuna.TrialPruned):
+        cb.on_validation_end(_trainer(6, -1, max_epochs=2, epoch=1, last_batch=False), None)
+    cb.on_validation_end(_trainer(10, -1, max_epochs=2, epoch=1, last_batch=True), None)
+    steps = trial.study._storage.get_trial(trial._trial_id).intermediate_values
+    assert sorted(steps) == [4, 5, 6, 10, 12]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (PROJECT_ROOT / "sweeps").glob("*.yaml")))
@@ -223,3 +280,34 @@ def test_a_study_from_before_the_base_digest_still_resumes(tmp_path):
     old = {k: v for k, v in spec.fingerprint().items() if k != "base_config"}
     study.set_user_attr("fingerprint", old)  # what an older version stored
     create_or_load_study(spec, "s", storage)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_one_worker_samples_reproducibly_from_sampler_seed(tmp_path, sampler):
+    """Worker 0 (`--workers 1`) draws from sampler_seed + the trials already in the study: the same spec gives
+    the same points, a resumed study does not draw its first points again, parallel workers draw their own."""
+    import optuna
+
+    from harness.sweep import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = load_spec(
+        spec_file(
+            tmp_path,
+            sampler=sampler,
+            n_trials=4,
+            sampler_seed=7,
+            space={"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+        )
+    )
+    assert spec.sampler_seed == 7
+
+    def draws(worker: int, done: int = 0) -> list[float]:
+        study = optuna.create_study(sampler=make_sampler(spec, worker, done))
+        study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=4)
+        return [t.params["lr"] for t in study.trials]
+
+    first = draws(0)
+    assert draws(0) == first
+    assert draws(0, done=4) != first  # resumed after 4 trials: fresh points
+    assert draws(1) != first and draws(1) != draws(2)
