@@ -778,11 +778,27 @@ def _pruning_callback(trial):
     return StepPruningCallback(trial, monitor="val_bleu")
 
 
+def _stop_when_pressed(ctrl_c: _CtrlC):
+    """A Ctrl-C whose KeyboardInterrupt Python dropped (raised inside a __del__, seen in the regex module while
+    the data are tokenized) left only _CtrlC's flag: the trial's training stops at its next step instead of
+    running to the end. (Once training runs, harness.callbacks.ResumeState handles SIGINT itself.)"""
+    import lightning.pytorch as pl
+
+    class StopWhenPressed(pl.Callback):
+        def _check(self, *args) -> None:
+            if ctrl_c.pressed:
+                raise KeyboardInterrupt
+
+        on_train_start = on_train_batch_end = on_validation_batch_end = _check
+
+    return StopWhenPressed()
+
+
 class Objective_:
     """The objective one worker runs: suggest, admit, train, store, return the metric value(s)."""
 
-    def __init__(self, spec: SweepSpec, ctx: Context, study):
-        self.spec, self.ctx, self.study = spec, ctx, study
+    def __init__(self, spec: SweepSpec, ctx: Context, study, ctrl_c: _CtrlC | None = None):
+        self.spec, self.ctx, self.study, self.ctrl_c = spec, ctx, study, ctrl_c
 
     # -- params
     def suggest(self, trial) -> dict[str, Any]:
@@ -829,6 +845,13 @@ class Objective_:
             time.sleep(self.ctx.poll)
 
     def __call__(self, trial):
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # anywhere in the trial: imports, data, fit, test-set decoding
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+
+    def _run(self, trial):
         import optuna
 
         from harness.run import train
@@ -862,8 +885,11 @@ class Objective_:
             cfg = load_config(spec.base, {**over, "train.strategy": "ddp_spawn"})
         trial.set_user_attr("config", flatten(to_dict(cfg)))
         callbacks = []
-        if spec.pruner != "none" and cfg.train.devices == 1:
-            callbacks.append(_pruning_callback(trial))
+        if cfg.train.devices == 1:  # (ddp_spawn pickles callbacks for its ranks; these hold this process's state)
+            if self.ctrl_c is not None:
+                callbacks.append(_stop_when_pressed(self.ctrl_c))
+            if spec.pruner != "none":
+                callbacks.append(_pruning_callback(trial))
         out = Path(ctx.reports) / ctx.study / "trials" / str(trial.number)
         info = {"trial": trial.number, "study": ctx.study, **params, "seed": seed}
         try:
@@ -960,7 +986,6 @@ def run_worker(ctx: Context) -> int:
     storage = open_storage(ctx.storage, ctx.heartbeat)
     study = create_or_load_study(spec, ctx.study, storage, ctx.worker, create=False)
     study.sampler = make_sampler(spec, ctx.worker, done=len(study.get_trials(deepcopy=False)))
-    objective = Objective_(spec, ctx, study)
     tag = f"[worker {ctx.worker}] " if ctx.worker else ""
 
     def report(study_, t) -> None:
@@ -972,6 +997,7 @@ def run_worker(ctx: Context) -> int:
     stop = MaxTrialsCallback(spec.n_trials, states=(TrialState.COMPLETE,))
     failures = 0
     with _CtrlC() as ctrl_c:
+        objective = Objective_(spec, ctx, study, ctrl_c)
         while True:
             ctrl_c.check()
             trials = study.get_trials(deepcopy=False)
@@ -1207,6 +1233,17 @@ def cmd_sweep(args) -> int:
     return status
 
 
+def _foreground_on_a_terminal() -> bool:
+    """Whether this process runs in the foreground process group of a terminal (where Ctrl-C signals the group)."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _run_subprocesses(args, ctx: Context) -> int:
     slices = _gpu_slices(args.workers, ctx.gpus_per_trial)
     procs = []
@@ -1219,7 +1256,13 @@ def _run_subprocesses(args, ctx: Context) -> int:
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
-        # the terminal sent SIGINT to the workers too: each fails its running trial and exits
+        # Ctrl-C at a terminal reaches the whole foreground process group: each worker fails its running trial
+        # and exits. A SIGINT sent to this process alone (kill -INT, a scheduler, no terminal) is passed on, so
+        # the workers stop the same way instead of being terminated with their trials left RUNNING.
+        if not _foreground_on_a_terminal():
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
         deadline = time.time() + 30
         for p in procs:
             try:

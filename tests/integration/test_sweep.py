@@ -203,6 +203,34 @@ def test_killed_sweep_resumes_to_exact_count(tmp_path, how):
 
 
 @pytest.mark.slow
+def test_sigint_to_the_parent_alone_stops_every_worker(tmp_path):
+    """`kill -INT <sweep>` with no terminal (a scheduler, a script): the parent passes the interrupt on to its
+    workers, each fails its running trial as interrupted and exits; no trial is left RUNNING."""
+    from optuna.trial import TrialState
+
+    spec = write_spec(tmp_path, seeds=[1], extra_overrides={"train.max_steps": 400, "train.val_every": 200})
+    url = f"sqlite:///{tmp_path / 'pi.db'}"
+    cmd = sweep_cmd(spec, tmp_path, "pi", "--storage", url, "--workers", "2", "--quiet")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _wait_running(url, "pi")
+        time.sleep(1.0)  # into the training loop
+        os.kill(proc.pid, signal.SIGINT)  # the parent only
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    study = load("pi", url)
+    states = [t.state for t in study.trials]
+    assert states and all(s == TrialState.FAIL for s in states), states  # none RUNNING, none run to the end
+    assert all(t.user_attrs.get("fail_reason") == "interrupted" for t in study.trials)
+
+
+@pytest.mark.slow
 def test_tpe_repeats_seeds_and_prunes(tmp_path):
     """TPE over a float and a categorical with 2 seeds: each sampled configuration runs with both seeds;
     the median pruner may prune, and the study still ends with exactly n_trials COMPLETE trials."""

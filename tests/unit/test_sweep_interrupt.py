@@ -55,6 +55,25 @@ def test_ctrl_c_dropped_in_a_finalizer_still_stops_at_the_trial_boundary(dropped
     assert dropped == [KeyboardInterrupt]
 
 
+def test_ctrl_c_dropped_before_training_stops_the_trial_at_its_first_step(dropped):
+    """The flag also reaches the trial's training: a Ctrl-C dropped while the data were tokenized (seen in the
+    regex module's __del__) stops the trial when training starts, not after it has run to the end."""
+    from harness.sweep import _stop_when_pressed
+
+    with _CtrlC() as ctrl_c:
+        stop = _stop_when_pressed(ctrl_c)
+        stop.on_train_start(None, None)  # nothing pressed: training goes on
+        stop.on_train_batch_end(None, None, None, None, 0)
+        _SignalsInFinalizer()
+        with pytest.raises(KeyboardInterrupt):
+            stop.on_train_start(None, None)
+        with pytest.raises(KeyboardInterrupt):
+            stop.on_train_batch_end(None, None, None, None, 0)
+        with pytest.raises(KeyboardInterrupt):
+            stop.on_validation_batch_end(None, None, None, None, 0)
+    assert dropped == [KeyboardInterrupt]
+
+
 def test_ctrl_c_outside_finalizers_raises_at_once():
     with _CtrlC() as ctrl_c, pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
