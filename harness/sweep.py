@@ -756,7 +756,7 @@ def _pruning_callback(trial):
     class StepPruningCallback(PyTorchLightningPruningCallback):
         """Reports val_bleu at the global step (validation runs every train.val_every steps, often several
         times per epoch; the stock callback reports at the epoch and would drop those values). The validation
-        at train.max_steps is reported but never pruned: the trial has already spent its whole budget, and
+        of the final weights (train.max_steps, or the last epoch's last batch) is reported but never pruned: the trial has already spent its whole budget, and
         pruning it would only hide a finished result from the sampler (and, when the pruner's median sits above
         most trials, keep the study from ever reaching n_trials COMPLETE)."""
 
@@ -1217,8 +1217,9 @@ def cmd_sweep(args) -> int:
     if prog.gave_up(spec):
         print(
             f"error: study {name} stopped with {prog.finished}/{spec.n_trials} complete after {prog.pruned} "
-            f"pruned trials (max_pruned {spec.max_pruned}; each trial's fail_reason says why): use a milder "
-            "pruner (pruner: none) or fix the diverging range, or raise max_pruned, and rerun the same command",
+            f"pruned trials (max_pruned {spec.max_pruned}; each trial's fail_reason says why): set a milder "
+            "pruner (pruner: none) or a larger max_pruned in the spec and rerun the same command (a changed "
+            "search space needs a new --study)",
             file=sys.stderr,
         )
         return 1
