@@ -755,10 +755,11 @@ def _pruning_callback(trial):
 
     class StepPruningCallback(PyTorchLightningPruningCallback):
         """Reports val_bleu at the global step (validation runs every train.val_every steps, often several
-        times per epoch; the stock callback reports at the epoch and would drop those values). The validation
-        of the final weights (train.max_steps, or the last epoch's last batch) is reported but never pruned: the trial has already spent its whole budget, and
-        pruning it would only hide a finished result from the sampler (and, when the pruner's median sits above
-        most trials, keep the study from ever reaching n_trials COMPLETE)."""
+        times per epoch; the stock callback reports at the epoch and would drop those values). The validation of
+        the final weights (train.max_steps, or the last epoch's last batch) is reported but never pruned: the
+        trial has already spent its whole budget, and pruning it would only hide a finished result from the
+        sampler (and, when the pruner's median sits above most trials, keep the study from ever reaching
+        n_trials COMPLETE)."""
 
         def on_validation_end(self, trainer, pl_module):
             if self.is_ddp_backend or trainer.sanity_checking:
