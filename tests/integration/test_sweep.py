@@ -248,7 +248,7 @@ def test_tpe_repeats_seeds_and_prunes(tmp_path):
         seeds=[1, 2],
         extra_overrides={"train.max_steps": 12, "train.val_every": 4},
     )
-    r = run(sweep_cmd(spec, tmp_path, "tpe", "--workers", "1"), timeout=300)
+    r = run(sweep_cmd(spec, tmp_path, "tpe", "--workers", "1"), timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     study = load("tpe", f"sqlite:///{tmp_path / 'reports' / 'tpe' / 'study.db'}")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
