@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The `harness` console script and `python -m harness.cli`: main(), then exit with its status."""
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being reported: the same interruption
+        status = 130
     if status == 130:
         # the interruption is handled and reported: a late or repeated Ctrl-C while the interpreter shuts down
         # (library atexit hooks) must not turn exit status 130 into death by signal. Only here, in the process

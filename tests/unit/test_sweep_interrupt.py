@@ -113,3 +113,23 @@ def test_console_entry_exits_130_and_ignores_a_late_ctrl_c(monkeypatch, capsys):
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # interpreter shutdown can't turn 130 into a kill
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_console_entry_exits_130_when_a_second_ctrl_c_interrupts_the_report(monkeypatch, capsys):
+    """Seen once in a full test run: the sweep printed "interrupted: ..." and then died by SIGINT (status -2)
+    instead of exiting 130; a KeyboardInterrupt that escapes main() is the same interruption."""
+    import harness.cli as cli
+
+    def main_interrupted_while_reporting(argv=None):
+        print("interrupted: study k is kept; rerun the same command to resume", file=sys.stderr)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", main_interrupted_while_reporting)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.entry()
+        assert exit_.value.code == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
