@@ -205,6 +205,10 @@ def _is_number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _parse_param(path: Path, name: str, raw) -> Param:
     where = _where(path, f"space.{name}")
     keys = set(all_keys())
@@ -363,11 +367,7 @@ def load_spec(
             f"{len(objectives)}; set pruner: none"
         )
     seeds = raw.get("seeds", [base_cfg.seed])
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
         raise HarnessError(f"{_where(path, 'seeds')}: expected a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise HarnessError(f"{_where(path, 'seeds')}: repeated seed in {seeds}")
@@ -401,7 +401,7 @@ def load_spec(
         size = spec.grid_size
         if budget is None:
             budget = size
-        if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= size:
+        if not _is_int(budget) or not 1 <= budget <= size:
             raise HarnessError(
                 f"{_where(path, key)}: expected an integer from 1 to the grid size {size}, got {budget!r}"
             )
@@ -416,15 +416,15 @@ def load_spec(
     else:
         if budget is None:
             raise HarnessError(f"{_where(path, 'n_trials')}: required for sampler {sampler} (the trial budget)")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        if not _is_int(budget) or budget < 1:
             raise HarnessError(f"{_where(path, key)}: expected a positive integer, got {budget!r}")
         # a pruner that stops nearly every trial would otherwise keep the workers sampling for ever
         max_pruned = raw.get("max_pruned", 10 * budget)
-        if not isinstance(max_pruned, int) or isinstance(max_pruned, bool) or max_pruned < 1:
+        if not _is_int(max_pruned) or max_pruned < 1:
             raise HarnessError(f"{_where(path, 'max_pruned')}: expected a positive integer, got {max_pruned!r}")
         spec.max_pruned = max_pruned
         sampler_seed = raw.get("sampler_seed", 0)
-        if not isinstance(sampler_seed, int) or isinstance(sampler_seed, bool) or sampler_seed < 0:
+        if not _is_int(sampler_seed) or sampler_seed < 0:
             raise HarnessError(f"{_where(path, 'sampler_seed')}: expected an integer >= 0, got {sampler_seed!r}")
         spec.sampler_seed = sampler_seed
         # one dimension at a time (the others at the base value): every choice and both ends of every range

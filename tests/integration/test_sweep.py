@@ -157,6 +157,21 @@ def _wait_running(url: str, study: str, timeout: float = 60) -> None:
     raise AssertionError("no trial started")
 
 
+def _start_in_own_group(cmd: list[str]) -> subprocess.Popen:
+    """A sweep in its own process group (signals go to it alone), with SIGINT at its default: a test run started
+    in the background by a shell (CI, `make test &`) ignores SIGINT, and so would the sweep (Python keeps an
+    inherited "ignore"); start it as a shell's foreground command would."""
+    return subprocess.Popen(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "how",
@@ -173,10 +188,7 @@ def test_killed_sweep_resumes_to_exact_count(tmp_path, how):
     spec = write_spec(tmp_path, seeds=[1], extra_overrides={"train.max_steps": 400, "train.val_every": 200})
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     cmd = sweep_cmd(spec, tmp_path, "k", "--storage", url, "--heartbeat", "1", "--quiet")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
+    proc = _start_in_own_group(cmd)
     try:
         _wait_running(url, "k")
         os.killpg(proc.pid, signal.SIGKILL if how == "sigkill" else signal.SIGINT)
@@ -211,18 +223,7 @@ def test_sigint_to_the_parent_alone_stops_every_worker(tmp_path):
     spec = write_spec(tmp_path, seeds=[1], extra_overrides={"train.max_steps": 400, "train.val_every": 200})
     url = f"sqlite:///{tmp_path / 'pi.db'}"
     cmd = sweep_cmd(spec, tmp_path, "pi", "--storage", url, "--workers", "2", "--quiet")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        cmd,
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        # a test run started in the background by a shell (CI, `make test &`) ignores SIGINT, and so would the
-        # sweep (Python keeps an inherited "ignore"): start it as a shell's foreground command would
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = _start_in_own_group(cmd)
     try:
         _wait_running(url, "pi")
         time.sleep(1.0)  # into the training loop
