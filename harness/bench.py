@@ -422,7 +422,7 @@ def bench_preset(
     _log(preset, f"device {device}" + (f", {amp} autocast" if amp else ""))
     autocast = functools.partial(torch.autocast, device.type, dtype=amp or torch.float32, enabled=amp is not None)
     sync = _synchronizer(device)
-    module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos).to(device)
+    module = TranslationModule.build(cfg, data.src_vocab.itos, data.tgt_vocab.itos).to(device)
     module.train()
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
@@ -722,7 +722,7 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
     )
     torch.manual_seed(cfg.seed)
     data = data or prepare(cfg)
-    module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
+    module = TranslationModule.build(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     params = [p for p in module.parameters() if p.requires_grad]

@@ -1,4 +1,5 @@
-"""Lightning callbacks of the harness: throughput/memory meter, the Ctrl-C checkpoint, exact resume state."""
+"""Lightning callbacks of the harness: throughput/memory meter, the Ctrl-C checkpoint, exact resume state, the
+validation history and the stopping rule."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 from harness.data.tokenize import PAD_ID
+from harness.metrics.keys import MODE, VALIDATION
 
 
 def peak_rss_mb() -> float:
@@ -167,3 +170,61 @@ class DistributedShutdown(pl.Callback):
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+class ValidationHistory(pl.Callback):
+    """Every validation's metrics (val_loss, val_ppl, val_bleu, val_aer where logged) by step, in the checkpoint
+    too, so a resumed run knows its whole curve; metrics.json's best_step, slope and converged come from it
+    (harness.metrics.convergence). A validation of the same step again (the final weights) replaces it."""
+
+    def __init__(self):
+        self.history: list[dict] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"step": int(trainer.global_step)}
+        for key in VALIDATION:
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                row[key] = float(value)
+        self.history = [h for h in self.history if h["step"] != row["step"]] + [row]
+
+    def state_dict(self) -> dict:
+        return {"history": [dict(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = [dict(h) for h in state.get("history", [])]
+
+
+class StoppingRule(EarlyStopping):
+    """`train.early_stopping` validations without an improvement of `train.early_stopping_metric` by more than
+    `train.early_stopping_min_delta` end training (Lightning's EarlyStopping, checked at every validation)."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float):
+        super().__init__(monitor=metric, mode=MODE[metric], patience=patience, min_delta=min_delta)
+
+    @property
+    def fired(self) -> str | None:
+        """'early_stopping' when patience ran out, 'non_finite_metric' when the metric became NaN/inf."""
+        from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+        return {
+            EarlyStoppingReason.PATIENCE_EXHAUSTED: "early_stopping",
+            EarlyStoppingReason.NON_FINITE_METRIC: "non_finite_metric",
+        }.get(self.stopping_reason)
+
+
+def stop_reason(trainer, rule: StoppingRule | None, steps: int) -> str:
+    """Why fit() returned after `steps` optimizer steps: the stopping rule, or the budget that ran out
+    (harness.metrics.keys.STOP_REASONS)."""
+    from lightning.pytorch.callbacks import Timer
+
+    if rule is not None and rule.fired:
+        return rule.fired
+    if 0 < trainer.max_steps <= steps:
+        return "max_steps"
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and (timer.time_remaining() or 0.0) <= 0:
+        return "max_time"
+    return "max_epochs"

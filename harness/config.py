@@ -100,6 +100,20 @@ class ModelConfig:
 
 
 @dataclass
+class GuidedAlignmentConfig:
+    """Guided alignment training (Chen et al. 2016, "Guided Alignment Training for Topic-Aware NMT"; Marian's
+    --guided-alignment): loss += weight x cross-entropy between each target word's attention row and its
+    reference links (normalised to sum to 1; words without links are not guided)."""
+
+    weight: float = _f(0.0, lo=0)  # 0 = off: the training step is exactly the unguided one
+    # where the reference links of the training pairs come from: a Pharaoh file (one line per training pair of
+    # the corpus, before length filtering; `i-j` = source i, target j, 0-based), `eflomal` (harness/aligners.py
+    # on the training text, grow-diag-final-and, cached by content hash), or `gold` (the synthetic task's exact
+    # alignments: an oracle upper bound)
+    links: str = ""
+
+
+@dataclass
 class TrainConfig:
     optimizer: str = _f("adam", choices=["adam", "sgd", "adadelta"])
     lr: float = _f(1e-3, lo=0, lo_open=True)
@@ -114,7 +128,18 @@ class TrainConfig:
     teacher_forcing: float = _f(1.0, lo=0, hi=1)  # probability of feeding the reference token
     val_every: int = _f(200, lo=1)  # validation (loss + greedy BLEU) every N steps
     val_bleu_limit: int = _f(500, lo=0)  # decode at most this many val sentences for val BLEU (0 = all)
-    early_stopping: int = _f(0, lo=0)  # patience in validations (0 = off)
+    # the stopping rule: stop when `early_stopping_metric` has not improved by more than `early_stopping_min_delta`
+    # for `early_stopping` validations in a row (patience; 0 = off); best.ckpt is the best validation by the same
+    # metric. max_steps / max_epochs / max_time stay hard caps; metrics.json says which one ended training
+    # (stop_reason) and whether the rule did (converged)
+    early_stopping: int = _f(0, lo=0)
+    early_stopping_metric: str = _f("val_bleu", choices=["val_bleu", "val_ppl"])
+    early_stopping_min_delta: float = _f(0.0, lo=0)
+    # the training loss is summed over target tokens and divided by the batch's target tokens (`tokens`), or by
+    # its sentences (`sentences`: Sutskever et al. 2014 §3.4, Luong et al. 2015 §4.1, whose SGD learning rates
+    # and gradient-norm clip of 5 assume a per-sentence average; ~25x larger gradients on Multi30k)
+    loss_normalization: str = _f("tokens", choices=["tokens", "sentences"])
+    guided_alignment: GuidedAlignmentConfig = field(default_factory=GuidedAlignmentConfig)
     accelerator: str = _f("auto", choices=["auto", "cpu", "gpu", "cuda"])
     devices: int = _f(1, lo=1)
     strategy: str = _f("auto", choices=["auto", "ddp", "ddp_spawn"])
@@ -133,6 +158,10 @@ class DecodeConfig:
     n_best: int = _f(1, lo=1)
     batch_size: int = _f(64, lo=1)
     unk_replace: bool = False  # Luong 2015 §4: copy the source word an <unk> attends to
+    # how beam search applies the length/coverage penalties: `fairseq` ranks the alive hypotheses by their
+    # log-probability and normalises only when finished hypotheses are ranked; `gnmt` (Wu et al. 2016 §7, tf/nmt)
+    # ranks every step's candidates by the normalised score s(Y, X) = log P / lp(Y) + cp(X; Y). Equal at α = β = 0
+    penalty_mode: str = _f("fairseq", choices=["fairseq", "gnmt"])
 
 
 @dataclass
@@ -140,6 +169,9 @@ class EvalConfig:
     length_buckets: list = _f([10, 20, 30, 40, 50])  # upper edges; a final open bucket follows
     min_bucket_n: int = _f(30, lo=1)  # buckets with fewer sentences are flagged (and skipped by length_drop)
     align_method: str = _f("argmax", choices=["argmax", "shift-att"])
+    # threshold extraction beside the one-link-per-word argmax (Marian's --alignment p): every source word whose
+    # weight in the method's row exceeds p; metrics.json aer_threshold
+    align_threshold: float = _f(0.5, lo=0, hi=1, lo_open=True, hi_open=True)
     forced_alignment: bool = True
 
 

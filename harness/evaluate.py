@@ -16,9 +16,16 @@ from harness.config import ExperimentConfig
 from harness.data.datamodule import EncodedSplit, eval_batches
 from harness.data.tokenize import UNK
 from harness.io import atomic_write_bytes, atomic_write_text
-from harness.metrics.alignment import alignment_scores, attention_entropy, links_from_attention, merge_subwords
+from harness.metrics.alignment import (
+    alignment_scores,
+    attention_entropy,
+    diagonal_links,
+    links_from_attention,
+    merge_subwords,
+)
 from harness.metrics.bleu import corpus_scores
 from harness.metrics.length import by_length, length_drop
+from harness.models.seq2seq import ARCHS
 from harness.search import beam_search, forced_attention, greedy
 
 
@@ -60,6 +67,7 @@ def decode_split(
                 d.length_penalty_alpha,
                 d.coverage_penalty_beta,
                 min(d.n_best, beam),
+                penalty_mode=d.penalty_mode,
             )
         for i, nb in zip(batch.index.tolist(), nbests):
             h = nb[0]
@@ -85,40 +93,98 @@ def replace_unknowns(tokens: list[str], attention: np.ndarray, src_tokens: list[
     return out
 
 
-def alignment_metrics(module, split: EncodedSplit, cfg: ExperimentConfig, tokenizers) -> tuple[dict, list]:
-    """Forced decoding of the references (Luong et al. 2015, Table 6) and AER against the split's gold."""
-    gold = split.raw.gold
-    empty = {"aer": None, "alignment_precision": None, "alignment_recall": None, "gold_alignments": None}
-    if not module.model.has_attention:
-        return empty | {"gold_alignments": split.raw.gold_name}, []
-    model = module.model
+ALIGNMENT_KEYS = (
+    "aer",
+    "alignment_precision",
+    "alignment_recall",
+    "aer_threshold",
+    "aer_threshold_precision",
+    "aer_threshold_recall",
+    "aer_diagonal",
+    "aer_diagonal_precision",
+    "aer_diagonal_recall",
+)
+
+
+def forced_split_attention(model, split: EncodedSplit, batch_size: int, extra_steps: int = 0) -> list:
+    """Forced decoding of a split's references: per sentence its attention (|y| + 1 + extra_steps, |x|)."""
     device = next(model.parameters()).device
-    n = len(split.src_ids)
-    forced: list[np.ndarray | None] = [None] * n
-    for batch in eval_batches(split, cfg.decode.batch_size):
-        for i, a in zip(batch.index.tolist(), forced_attention(model, batch.to(device))):
+    forced: list[np.ndarray | None] = [None] * len(split.src_ids)
+    for batch in eval_batches(split, batch_size):
+        for i, a in zip(batch.index.tolist(), forced_attention(model, batch.to(device), extra_steps)):
             forced[i] = a
-    if gold is None:
-        return empty, forced
+    return forced
+
+
+def attention_links(
+    forced: list, split: EncodedSplit, cfg: ExperimentConfig, tokenizers, threshold: float | None = None
+) -> list[set]:
+    """Word links of every sentence from its forced attention, by eval.align_method (and the architecture's
+    query lag for shift-att); subword pieces are merged into the words the gold is over."""
+    method, lag = cfg.eval.align_method, ARCHS[cfg.model.arch].query_lag
     src_tok, tgt_tok = tokenizers
-    hyp_links = []
-    for i in range(n):
-        a = forced[i]
+    out = []
+    for i, a in enumerate(forced):
         if a is None or a.size == 0:
-            hyp_links.append(set())
+            out.append(set())
             continue
         src_w = src_tok.word_of_piece(split.src_tokens[i])
         tgt_w = tgt_tok.word_of_piece(split.tgt_tokens[i])
         if src_w and (src_w[-1] + 1 != len(src_w) or tgt_w and tgt_w[-1] + 1 != len(tgt_w)):
-            a = merge_subwords(a, src_w, tgt_w)  # subword pieces -> words (gold is over words)
-        hyp_links.append(links_from_attention(a, cfg.eval.align_method))
-    scores = alignment_scores(hyp_links, gold)
-    return {
-        "aer": scores["aer"],
-        "alignment_precision": scores["precision"],
-        "alignment_recall": scores["recall"],
-        "gold_alignments": split.raw.gold_name,
-    }, forced
+            extra = a.shape[0] - len(tgt_w) - 1  # rows of forced steps after </s> (shift-att with lag 2)
+            a = merge_subwords(a, src_w, tgt_w, extra)  # subword pieces -> words (gold is over words)
+        words = (tgt_w[-1] + 1) if tgt_w else 0
+        out.append(links_from_attention(a, method, lag, threshold, target_words=words))
+    return out
+
+
+def diagonal_baseline(split: EncodedSplit, tokenizers) -> list[set]:
+    """The positional baseline's links for every sentence of a split (over the words the gold is over)."""
+    src_tok, tgt_tok = tokenizers
+    out = []
+    for i in range(len(split.src_tokens)):
+        src_w, tgt_w = src_tok.word_of_piece(split.src_tokens[i]), tgt_tok.word_of_piece(split.tgt_tokens[i])
+        out.append(diagonal_links(src_w[-1] + 1 if src_w else 0, tgt_w[-1] + 1 if tgt_w else 0))
+    return out
+
+
+def alignment_metrics(module, split: EncodedSplit, cfg: ExperimentConfig, tokenizers) -> tuple[dict, list]:
+    """Forced decoding of the references (Luong et al. 2015, Table 6) and AER against the split's gold: the
+    attention's links (eval.align_method; threshold extraction beside it), and the positional baseline's on the
+    same sentences (aer_diagonal), also for a model without attention."""
+    gold = split.raw.gold
+    out: dict = dict.fromkeys(ALIGNMENT_KEYS) | {"gold_alignments": split.raw.gold_name}
+    if gold is not None:
+        diag = alignment_scores(diagonal_baseline(split, tokenizers), gold)
+        out |= {"aer_diagonal": diag["aer"], "aer_diagonal_precision": diag["precision"]}
+        out["aer_diagonal_recall"] = diag["recall"]
+    if not module.model.has_attention:
+        return out, []
+    lag = ARCHS[cfg.model.arch].query_lag
+    extra = lag - 1 if cfg.eval.align_method == "shift-att" else 0
+    forced = forced_split_attention(module.model, split, cfg.decode.batch_size, extra)
+    if gold is None:
+        return out, [a[: a.shape[0] - extra] if a is not None else None for a in forced]
+    scores = alignment_scores(attention_links(forced, split, cfg, tokenizers), gold)
+    out |= {"aer": scores["aer"], "alignment_precision": scores["precision"], "alignment_recall": scores["recall"]}
+    th = alignment_scores(attention_links(forced, split, cfg, tokenizers, cfg.eval.align_threshold), gold)
+    out |= {"aer_threshold": th["aer"], "aer_threshold_precision": th["precision"]}
+    out["aer_threshold_recall"] = th["recall"]
+    return out, [a[: a.shape[0] - extra] if a is not None else None for a in forced]
+
+
+def split_aer(model, split: EncodedSplit, cfg: ExperimentConfig, tokenizers) -> float | None:
+    """Forced-decoding AER of `model` on a split with gold alignments (val_aer at every validation)."""
+    if not model.has_attention or split.raw.gold is None:
+        return None
+    was_training = model.training
+    model.eval()
+    lag = ARCHS[cfg.model.arch].query_lag
+    extra = lag - 1 if cfg.eval.align_method == "shift-att" else 0
+    with torch.no_grad():
+        forced = forced_split_attention(model, split, cfg.decode.batch_size, extra)
+    model.train(was_training)
+    return alignment_scores(attention_links(forced, split, cfg, tokenizers), split.raw.gold)["aer"]
 
 
 def save_attention(path: Path, split: EncodedSplit, tokens: list[list[str]], attention: list) -> None:
@@ -171,15 +237,7 @@ def evaluate_split(
     align, forced_attn = (
         alignment_metrics(module, split, cfg, (data.src_tok, data.tgt_tok))
         if forced
-        else (
-            {
-                "aer": None,
-                "alignment_precision": None,
-                "alignment_recall": None,
-                "gold_alignments": split.raw.gold_name,
-            },
-            [],
-        )
+        else (dict.fromkeys(ALIGNMENT_KEYS) | {"gold_alignments": split.raw.gold_name}, [])
     )
     metrics.update(align)
     rows = [a for a in (forced_attn or decoded.attention) if a is not None and a.size]
@@ -199,7 +257,3 @@ def evaluate_split(
             forced_attn,
         )
     return metrics
-
-
-def model_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

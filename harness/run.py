@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -241,6 +242,18 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
     writer.metrics_keys = fields
 
 
+def _validation(cfg: ExperimentConfig, data):
+    """What the module scores at every validation: BLEU against the val references, and AER on the data set's
+    gold dev sentences where it has them (Corpus.align_dev)."""
+    from harness.evaluate import split_aer
+    from harness.lightning_module import Validation
+
+    dev = data.splits.get(data.corpus.align_dev) if data.corpus.align_dev else None
+    tokenizers = (data.src_tok, data.tgt_tok)
+    aer = (lambda model: split_aer(model, dev, cfg, tokenizers)) if dev is not None and dev.raw.gold else None
+    return Validation(data.splits["val"].raw.tgt, data.tgt_tok.decode, aer)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -258,7 +271,7 @@ def train(
 ) -> TrainResult:
     """Train, evaluate on the test split, write the run directory. Returns its path and metrics."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from harness.callbacks import (
@@ -266,15 +279,23 @@ def train(
         FinalCheckpoint,
         ResumeState,
         SignalCheckpoint,
+        StoppingRule,
         ThroughputMeter,
+        ValidationHistory,
+        stop_reason,
     )
     from harness.data.datamodule import TranslationDataModule, prepare
+    from harness.data.guidance import make_guide
     from harness.evaluate import evaluate_split
     from harness.lightning_module import TranslationModule
+    from harness.metrics import convergence
+    from harness.metrics.keys import MODE
     from harness.tracking import finish_tracking, make_wandb_logger
 
     # Everything that can fail on bad input happens before the run directory is created.
     data = prepare(cfg)
+    validation = _validation(cfg, data)
+    guide = make_guide(cfg, data) if cfg.train.guided_alignment.weight > 0 else None
     spawned = cfg.train.devices > 1 and cfg.train.strategy == "ddp_spawn"  # ranks train in child processes
     if spawned:
         # the default file-descriptor sharing fails for spawned ranks in containers with a small /dev/shm
@@ -287,37 +308,43 @@ def train(
             torch.set_num_threads(cfg.train.threads)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         atomic_write_text(work / "config.yaml", dump_yaml(config_document(cfg)))
-        module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
-        module.val_refs = data.splits["val"].raw.tgt
-        module.detokenize = data.tgt_tok.decode
+        module = TranslationModule.build(
+            cfg, data.src_vocab.itos, data.tgt_vocab.itos, validation=validation, guide=guide
+        )
         dm = TranslationDataModule(cfg, data)
         ckpt_dir = work / "checkpoints"
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if resume and last.is_file() else None  # what training continues from
+        monitor = cfg.train.early_stopping_metric  # best.ckpt = the best validation by the stopping rule's metric
         best_cb = ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best",
-            monitor="val_bleu",
-            mode="max",
+            monitor=monitor,
+            mode=MODE[monitor],
             save_top_k=1,
             save_last=True,
             enable_version_counter=False,
         )
-        meter = ThroughputMeter()
-        cbs = [best_cb, meter, SignalCheckpoint(last), ResumeState()]
+        meter, history = ThroughputMeter(), ValidationHistory()
+        cbs = [best_cb, meter, history, SignalCheckpoint(last), ResumeState()]
         if spawned:
             cbs.append(FinalCheckpoint(last))
         if cfg.train.devices > 1 or cfg.train.strategy.startswith("ddp"):
             cbs.append(DistributedShutdown())
         cbs += list(callbacks or [])
+        rule = None
         if cfg.train.early_stopping:
-            cbs.append(EarlyStopping(monitor="val_bleu", mode="max", patience=cfg.train.early_stopping))
+            rule = StoppingRule(monitor, cfg.train.early_stopping, cfg.train.early_stopping_min_delta)
+            cbs.append(rule)
         loggers = [CSVLogger(work, name="logs", version="")]
         wandb_logger = make_wandb_logger(cfg, work, data, module.params, trial_info, resume=ckpt_path is not None)
         if wandb_logger is not None:
             loggers.append(wandb_logger)
         t = cfg.train
         val_every = t.val_every if t.max_steps <= 0 else min(t.val_every, t.max_steps)
+        # Lightning warns on every machine with SLURM's srun on PATH that it is not run through srun; sweep jobs
+        # on SLURM are started by submitit, single runs need not be, so the hint is only noise on stderr
+        warnings.filterwarnings("ignore", message=r".*`srun` command is available on your system")
         trainer = pl.Trainer(
             max_steps=t.max_steps,
             max_epochs=t.max_epochs if t.max_epochs > 0 else (-1 if t.max_steps > 0 else 10),
@@ -370,31 +397,36 @@ def train(
         if spawned:  # rank 0 wrote the final state (FinalCheckpoint); this process has the weights only
             final_state = load_checkpoint(last)
             steps, epochs = int(final_state["global_step"]), int(final_state["epoch"])
-            rank0 = final_state.get("callbacks", {}).get(ThroughputMeter.__qualname__, {})
+            ranks = final_state.get("callbacks", {})
+            rank0 = ranks.get(ThroughputMeter.__qualname__, {})
+            history.load_state_dict(ranks.get(ValidationHistory.__qualname__, {}))
             best_score = _best_score_in(ckpt_dir / "best.ckpt")
+            if rule is not None:
+                rule.load_state_dict(ranks.get(rule.state_key, rule.state_dict()))
         else:
             trainer.save_checkpoint(last, weights_only=False)  # the full state: --resume continues from it
             steps, epochs, rank0 = int(trainer.global_step), int(trainer.current_epoch), {}
             best_score = float(best_cb.best_model_score) if best_cb.best_model_score is not None else None
+        reason = stop_reason(trainer, rule, steps)
         # the final weights may not have been validated (max_steps not a multiple of val_every)
         if steps % val_every != 0 or best_score is None:
             # spawned: this process's CSVLogger starts a fresh file; keep the ranks' training log
             kept = _csv_rows(csv_log, before_step=steps + 1) if spawned else []
-            final = trainer.validate(module, datamodule=dm, verbose=False)[0]["val_bleu"]
+            final = trainer.validate(module, datamodule=dm, verbose=False)[0][monitor]
             if spawned:
                 _prepend_csv_rows(csv_log, kept, loggers[0], at=(steps, epochs))
-            if best_score is None or final > best_score:
+            better = best_score is None or (final > best_score if MODE[monitor] == "max" else final < best_score)
+            if better:
                 atomic_write_bytes(ckpt_dir / "best.ckpt", last.read_bytes())  # last.ckpt holds the final state
                 best_score = float(final)  # the checkpoint callback never sees this last validation
         best = load_module(work, "best")
-        best.detokenize = data.tgt_tok.decode
         device = next(module.parameters()).device
         best.to(device)
         metrics = evaluate_split(best, data, data.corpus.test_split, cfg, work, progress=progress)
         metrics.update(
             {
                 "val_ppl": float(trainer.callback_metrics.get("val_ppl", float("nan"))),
-                "val_bleu_best": best_score,
+                **convergence.summary(history.history, monitor, reason),
                 "params": module.params,
                 "train_tokens_per_sec": (
                     rank0["tokens"] / rank0["seconds"] if rank0.get("seconds") else meter.tokens_per_sec

@@ -109,18 +109,31 @@ def beam_search(
     beta: float = 0.0,
     n_best: int = 1,
     early_stop: bool = True,
+    penalty_mode: str = "fairseq",
 ) -> list[list[Hypothesis]]:
     """Batched beam search: B sentences × K beams decode as one (B·K) batch.
 
-    Alive beams are ranked by log-probability; a hypothesis that emits </s> within the top K candidates
-    is finalised with s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y) (Wu et al. 2016, eq. 14; |Y| counts </s>).
-    A sentence is done when it has K finished hypotheses or reaches its length limit (the remaining beams
-    are then forced to end), and, with `early_stop` and no penalties (α = β = 0), as soon as none of its
-    alive hypotheses can still enter its n best: the same n best, found in fewer steps. Returns the n_best
-    finished hypotheses per sentence, best first.
+    A hypothesis that emits </s> is finalised with s(Y, X) = log P(Y|X) / lp(Y) + cp(X; Y) (Wu et al. 2016,
+    eq. 14; |Y| counts </s>). How candidates are ranked while searching (`penalty_mode`):
+    * `fairseq`: the K alive beams are the best non-</s> candidates by log-probability; a </s> candidate ranked
+      within the top K is finalised and leaves the beam (another alive candidate takes its slot). A sentence is
+      done when it has K finished hypotheses or reaches its length limit (the remaining beams are then forced
+      to end), and, with `early_stop` and no penalties (α = β = 0), as soon as none of its alive hypotheses can
+      still enter its n best: the same n best, found in fewer steps.
+    * `gnmt` (Wu et al. 2016 §7; tf/nmt's beam search): every step ranks all candidates by the normalised score
+      s = log P / lp(t + 1) + cp, with the coverage of the attention so far, and finished hypotheses keep their
+      slot in the beam while they rank within its K best: a short finished hypothesis competes with longer
+      alive ones by normalised score, so α and β act on the search itself. A sentence is done when all K slots
+      hold finished hypotheses or it reaches its length limit. At α = β = 0 the normalised score is the
+      log-probability and the 1-best equals `fairseq`'s (a pruned alive hypothesis scores below a finished one
+      and can only fall).
+    Returns the n_best finished hypotheses per sentence, best first.
     """
+    if penalty_mode not in ("fairseq", "gnmt"):
+        raise ValueError(f"penalty_mode {penalty_mode!r}: expected 'fairseq' or 'gnmt'")
+    gnmt = penalty_mode == "gnmt"
     K = beam
-    bound = early_stop and not alpha and not beta
+    bound = early_stop and not alpha and not beta and not gnmt
     device = batch.src.device
     B, S = batch.src.size(0), batch.src.size(1)
     memory, state = model.start(batch.src, batch.src_lengths)
@@ -139,6 +152,8 @@ def beam_search(
     finished: list[list[tuple[float, int, int, float]]] = [[] for _ in range(B)]  # (score, step, beam, logp)
     back_tokens, back_parents, back_attn = [], [], []
     beam_offsets = torch.arange(K, device=device)
+    coverage = batch.src.new_zeros(B * K, S, dtype=torch.float) if gnmt and beta else None  # Σ attention so far
+    in_beam = torch.full((B, K), float("-inf"), device=device)  # gnmt: normalised scores of finished slots
     for t in range(int(limits.max())):
         logp, state, w = model.step(y, state, memory, t)  # (Ba·K, V)
         Ba, V = alive.numel(), logp.size(1)
@@ -147,18 +162,42 @@ def beam_search(
         if bool(force_end.any()):
             logp = torch.where(force_end, _only_eos(logp.view(Ba * K, V)).view(Ba, K, V), logp)
         cand = logp.add_(scores.unsqueeze(2)).view(Ba, K * V)  # in place: logp is this step's own tensor
-        top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
+        if gnmt:  # rank by s = log P / lp(t + 1) + cp(attention so far, this step's row included)
+            ranked = cand / length_penalty(t + 1, alpha)
+            if coverage is not None and w is not None:
+                coverage = coverage + w.float()
+                cov = coverage.clamp(max=1.0).clamp_min(1e-9).log().masked_fill(~memory.src_mask, 0.0)
+                ranked = (ranked.view(Ba, K, V) + beta * cov.sum(1).view(Ba, K, 1)).view(Ba, K * V)
+            top_ranked, top_ids = ranked.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
+            top_scores = cand.gather(1, top_ids)
+        else:
+            top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
         parents, tokens = top_ids // V, top_ids % V
         is_eos = tokens == EOS_ID
-        # finalise </s> candidates ranked within the top K
         rank = torch.arange(top_ids.size(1), device=device).unsqueeze(0)
-        final = is_eos & (rank < K) & torch.isfinite(top_scores)
-        # alive: the first K non-</s> candidates
-        order = (rank + is_eos.long() * 4 * K).argsort(1)[:, :K]
+        if gnmt:
+            # the beam's K slots: the best of this step's candidates and the finished hypotheses still in it
+            pool = torch.cat([top_ranked, in_beam[alive]], 1)  # (Ba, 3K)
+            slot_rank = pool.argsort(1, descending=True, stable=True).argsort(1, stable=True)  # rank of each entry
+            in_top = slot_rank < K
+            finished_kept = in_top[:, top_ids.size(1) :]
+            final = is_eos & in_top[:, : top_ids.size(1)] & torch.isfinite(top_scores)
+            alive_cand = ~is_eos & in_top[:, : top_ids.size(1)]
+            kept_old = in_beam[alive].masked_fill(~finished_kept, float("-inf"))
+            new_final = top_ranked.masked_fill(~final, float("-inf"))
+            in_beam[alive] = torch.cat([kept_old, new_final], 1).topk(K, dim=1).values
+            order = (rank + (~alive_cand).long() * 4 * K).argsort(1)[:, :K]
+        else:
+            # finalise </s> candidates ranked within the top K; alive: the first K non-</s> candidates
+            final = is_eos & (rank < K) & torch.isfinite(top_scores)
+            order = (rank + is_eos.long() * 4 * K).argsort(1)[:, :K]
         next_scores = top_scores.gather(1, order)
         next_tokens = tokens.gather(1, order)
         next_parents = parents.gather(1, order)
-        next_scores = next_scores.masked_fill(next_tokens == EOS_ID, float("-inf"))
+        dead = next_tokens == EOS_ID
+        if gnmt:  # fewer than K alive candidates made the beam: the other slots hold finished hypotheses
+            dead |= ~alive_cand.gather(1, order)
+        next_scores = next_scores.masked_fill(dead, float("-inf"))
         back_tokens.append(next_tokens.new_zeros(B, K).index_copy_(0, alive, next_tokens))
         back_parents.append(next_parents.new_zeros(B, K).index_copy_(0, alive, next_parents))
         if w is not None:
@@ -167,7 +206,11 @@ def beam_search(
             final_scores, final_parents = top_scores.tolist(), parents.tolist()
             for i, j in final.nonzero().tolist():
                 finished[alive_list[i]].append((final_scores[i][j], t, final_parents[i][j], final_scores[i][j]))
-        keep = [i for i, b in enumerate(alive_list) if len(finished[b]) < K and t + 1 < limit_list[b]]
+        if gnmt:  # done when every slot of the beam holds a finished hypothesis
+            live = torch.isfinite(next_scores).any(1).tolist()
+            keep = [i for i, b in enumerate(alive_list) if live[i] and t + 1 < limit_list[b]]
+        else:
+            keep = [i for i, b in enumerate(alive_list) if len(finished[b]) < K and t + 1 < limit_list[b]]
         if bound and keep:
             best_alive = next_scores.max(1).values.tolist()
             keep = [i for i in keep if not _settled(finished[alive_list[i]], n_best, best_alive[i])]
@@ -181,6 +224,8 @@ def beam_search(
             alive, scores, y, flat_parent = alive[kept], scores[kept], y[kept], flat_parent[kept]
             memory = memory.select((kept.unsqueeze(1) * K + beam_offsets).view(-1))
         state = tuple(s.index_select(0, flat_parent.view(-1)) for s in state)
+        if coverage is not None:  # like the state: each new beam continues its parent's coverage
+            coverage = coverage.index_select(0, flat_parent.view(-1))
         y = y.reshape(-1).masked_fill(scores.reshape(-1) == float("-inf"), PAD_ID)
     # reconstruct finished hypotheses through the back-pointers
     results: list[list[Hypothesis]] = []
@@ -223,11 +268,22 @@ def _settled(finished: list[tuple[float, int, int, float]], n: int, best_alive: 
 
 
 @torch.no_grad()
-def forced_attention(model, batch: Batch) -> list[np.ndarray | None]:
-    """Teacher-forced decoding of the references; per sentence the attention (|y| + 1, |x|) (Luong 2015, Table 6)."""
+def forced_attention(model, batch: Batch, extra_steps: int = 0) -> list[np.ndarray | None]:
+    """Teacher-forced decoding of the references; per sentence the attention (|y| + 1 + extra_steps, |x|)
+    (Luong 2015, Table 6). `extra_steps` = 1 runs one more step fed </s>, whose attention query has read the
+    last word when the query lags two words behind (RNNsearch, GNMT: shift-att with lag 2)."""
+    tgt_len = (batch.tgt_out != PAD_ID).sum(1)  # includes </s>
+    if extra_steps:
+        B = batch.src.size(0)
+        pad = batch.tgt_in.new_full((B, extra_steps), PAD_ID)
+        tgt_in = torch.cat([batch.tgt_in, pad], 1)
+        rows = torch.arange(B, device=tgt_in.device)
+        for k in range(extra_steps):  # </s> fed after the last word (tgt_in[b, len] is its last real token)
+            tgt_in[rows, tgt_len + k] = EOS_ID
+        batch = Batch(batch.src, batch.src_lengths, tgt_in, torch.cat([batch.tgt_out, pad], 1), batch.index)
     _, weights = model(batch)
     if weights is None:
         return [None] * batch.src.size(0)
-    tgt_len = (batch.tgt_out != PAD_ID).sum(1).tolist()  # includes </s>
     w = weights.float().cpu().numpy()
-    return [w[b, : tgt_len[b], : int(batch.src_lengths[b])] for b in range(batch.src.size(0))]
+    lengths = (tgt_len + extra_steps).tolist()
+    return [w[b, : lengths[b], : int(batch.src_lengths[b])] for b in range(batch.src.size(0))]

@@ -38,6 +38,7 @@ class Split:
     tgt: list[str]
     gold: list[Alignment] | None = None
     gold_name: str | None = None
+    lines: list[int] | None = None  # 0-based line of each pair in its files (None: pair i is line i)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Corpus:
     test_split: str = "test"
     pretokenized: bool = False  # text is already tokenized (no Moses splitting, gold indices are over words)
     dropped_empty: int = 0
+    align_dev: str | None = None  # the split with gold alignments that val_aer is computed on at every validation
 
 
 def read_lines(path: Path) -> list[str]:
@@ -87,14 +89,16 @@ def read_parallel(src_path: Path, tgt_path: Path, name: str, train: bool, limit:
         )
     if limit:
         src, tgt = src[:limit], tgt[:limit]
-    dropped = 0
+    dropped, keep = 0, None
     if train:
         keep = [i for i in range(len(src)) if src[i] and tgt[i]]
         dropped = len(src) - len(keep)
         src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
         if dropped:
             log.warning("%s: dropped %d training pairs with an empty side", src_path, dropped)
-    return Split(name, src, tgt), dropped
+        else:
+            keep = None
+    return Split(name, src, tgt, lines=keep), dropped
 
 
 def _attach_gold(split: Split, path: Path, fmt: str, src_first: bool, name: str) -> None:
@@ -129,6 +133,7 @@ def _synthetic(cfg: DataConfig) -> Corpus:
             gold=[Alignment(set(p.links), set(p.links)) for p in pairs],
             gold_name="synthetic",
         )
+    corpus.align_dev = "val"
     return corpus
 
 
@@ -163,6 +168,9 @@ def _hansards(cfg: DataConfig) -> Corpus:
     corpus.splits["val"], _ = read_parallel(
         root / f"trial.{cfg.src_lang}", root / f"trial.{cfg.tgt_lang}", "val", False
     )
+    # the 37 WPT'03 trial sentences have gold too: val_aer at every validation
+    _attach_gold(corpus.splits["val"], root / "trial.gold.talp", "talp", cfg.src_lang == "en", "hansards_enfr_trial")
+    corpus.align_dev = "val"
     test, _ = read_parallel(root / f"test.{cfg.src_lang}", root / f"test.{cfg.tgt_lang}", "test", False, cfg.test_limit)
     gold_lines = root / "test.gold.talp"
     if cfg.test_limit:
@@ -192,6 +200,14 @@ def _europarl(cfg: DataConfig) -> Corpus:
     test, _ = read_parallel(gold_root / f"gold.{cfg.src_lang}", gold_root / f"gold.{cfg.tgt_lang}", "test", False)
     _attach_gold(test, gold_root / "gold.talp", "talp", cfg.src_lang == "de", "rwth_deen")
     corpus.splits["test"] = test
+    # val_aer: the 100 Biçici gold sentences (Europarl too) are lower-cased, so they score a model only when it
+    # reads lower-cased text (data.lowercase=true); a cased model would see mostly unknown nouns in them
+    bicici = data_root() / "bicici_deen_gold"
+    if cfg.lowercase and bicici.is_dir():
+        dev, _ = read_parallel(bicici / f"gold.{cfg.src_lang}", bicici / f"gold.{cfg.tgt_lang}", "align_dev", False)
+        _attach_gold(dev, bicici / "gold.0idx.align", "pharaoh", cfg.src_lang == "de", "bicici_deen")
+        corpus.splits["align_dev"] = dev
+        corpus.align_dev = "align_dev"
     return corpus
 
 

@@ -26,6 +26,7 @@ class EncodedSplit:
     src_ids: list[list[int]]
     tgt_ids: list[list[int]]
     raw: Split  # raw text (references are raw.tgt) and gold alignments
+    lines: list[int] | None = None  # train: the raw split's index of each pair the length filter kept
 
 
 @dataclass
@@ -99,6 +100,7 @@ def prepare(
             data.filtered = len(enc.src_ids) - len(keep)
             for attr in ("src_tokens", "tgt_tokens", "src_ids", "tgt_ids"):
                 setattr(enc, attr, [getattr(enc, attr)[i] for i in keep])
+            enc.lines = keep
             if not keep:
                 raise HarnessError(f"data.max_len={cfg.data.max_len}: no training pair is left after length filtering")
         data.splits[name] = enc

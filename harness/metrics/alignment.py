@@ -12,29 +12,61 @@ import numpy as np
 from harness.data.alignments import Alignment, Link
 
 
-def links_from_attention(attn: np.ndarray, method: str = "argmax") -> set[Link]:
-    """Hard one-to-one links: each target word t links to one source word.
+def links_from_attention(
+    attn: np.ndarray,
+    method: str = "argmax",
+    lag: int = 1,
+    threshold: float | None = None,
+    target_words: int | None = None,
+) -> set[Link]:
+    """Word links from one sentence's attention matrix.
 
-    * ``"argmax"``: argmax of row t, the step that predicts word t (Luong, Pham, Manning 2015,
-      "Effective Approaches to Attention-based NMT", §5.4 / Table 6 AER protocol).
-    * ``"shift-att"``: argmax of row t+1, the step whose *input* is word t (Chen et al. 2020,
-      "Accurate Word Alignment Induction from Neural Machine Translation"): the attention there is
-      computed with word t already known, which aligns better than the step that guesses it.
+    Which row scores target word t:
+    * ``"argmax"``: row t, the step that *predicts* word t (Luong, Pham, Manning 2015, "Effective Approaches to
+      Attention-based NMT", §5.4 / Table 6 AER protocol).
+    * ``"shift-att"``: row t + lag, the first step whose attention *query* has read word t (Chen et al. 2020,
+      "Accurate Word Alignment Induction from Neural Machine Translation", shift-att): with word t known the
+      attention aligns better than at the step that guesses it. lag = 1 where the query of step t has read
+      y_{t−1} (Luong's h_t, the cgru's first GRU); lag = 2 where it is the previous state, which has read only
+      y_{t−2} (RNNsearch's s_{i−1}, GNMT's bottom layer y^1_{i−1}): the matrix then needs the row of one extra
+      forced step fed </s> (``harness.search.forced_attention(extra_steps=1)``).
 
-    Ties go to the lowest source index (``np.argmax``).
+    How the row becomes links:
+    * ``threshold=None``: one link per target word, to the argmax source word (ties: the lowest index);
+    * ``threshold=p``: every source word whose weight exceeds p (Marian's ``--alignment p``); none if no weight
+      does.
+
+    End of sentence and punctuation: the step that predicts </s> is never a target word (the source has no
+    </s> position to link to); punctuation tokens are words like any other and are linked and scored (both gold
+    sets annotate them). ``target_words`` defaults to ``rows − 1`` (the last row predicts </s>), or
+    ``rows − lag`` for shift-att with lag 2 (the extra row).
     """
     if attn.ndim != 2 or attn.shape[0] < 1:
         raise ValueError(f"attention must have shape (T+1, S) with T >= 0, got {attn.shape}")
-    target_words = attn.shape[0] - 1
+    if method not in ("argmax", "shift-att"):
+        raise ValueError(f"unknown alignment method {method!r} (expected 'argmax' or 'shift-att')")
+    offset = 0 if method == "argmax" else lag
+    if target_words is None:
+        target_words = attn.shape[0] - max(1, offset)
+    if target_words + offset > attn.shape[0]:
+        raise ValueError(
+            f"{method} with lag {lag} needs {target_words + offset} attention rows for {target_words} target "
+            f"words, got {attn.shape[0]}"
+        )
     if target_words and attn.shape[1] == 0:
         raise ValueError("attention has no source columns")
-    if method == "argmax":
-        rows = attn[:target_words]  # row t predicts word t
-    elif method == "shift-att":
-        rows = attn[1:]  # row t+1 is fed word t
-    else:
-        raise ValueError(f"unknown alignment method {method!r} (expected 'argmax' or 'shift-att')")
-    return {(int(source), target) for target, source in enumerate(rows.argmax(axis=1))}
+    rows = attn[offset : offset + target_words]
+    if threshold is None:
+        return {(int(source), target) for target, source in enumerate(rows.argmax(axis=1))}
+    return {(int(source), int(target)) for target, source in zip(*np.nonzero(rows > threshold))}
+
+
+def diagonal_links(src_words: int, tgt_words: int) -> set[Link]:
+    """The positional baseline: target word t (0-based) links to source word round(t · |x| / |y|) (halves
+    round up; clamped to the last word). No training, no text: what any aligner must beat."""
+    if src_words == 0:
+        return set()
+    return {(min(src_words - 1, int(t * src_words / tgt_words + 0.5)), t) for t in range(tgt_words)}
 
 
 def _one_hot(word_of_piece: list[int], pieces: int, side: str) -> np.ndarray:
@@ -49,17 +81,20 @@ def _one_hot(word_of_piece: list[int], pieces: int, side: str) -> np.ndarray:
     return matrix
 
 
-def merge_subwords(attn: np.ndarray, src_word_of_piece: list[int], tgt_word_of_piece: list[int]) -> np.ndarray:
+def merge_subwords(
+    attn: np.ndarray, src_word_of_piece: list[int], tgt_word_of_piece: list[int], extra_rows: int = 0
+) -> np.ndarray:
     """Attention over subword pieces (T_pieces+1, S_pieces) -> over words (T_words+1, S_words).
 
     Columns are summed per source word: the attention mass a step puts on a word is the sum over its
     pieces. Rows are summed per target word (our choice; averaging gives the same argmax links, but
-    summing keeps the mass, so a word's row sums to its number of pieces). The extra last row
-    (end-of-sentence step) is kept, column-merged, as the last row. Drop any source EOS column first.
+    summing keeps the mass, so a word's row sums to its number of pieces). The rows after the target pieces
+    (the end-of-sentence step, and `extra_rows` forced steps after it) are kept, column-merged, as the last rows.
+    Drop any source EOS column first.
     """
-    if attn.ndim != 2 or attn.shape[0] < 1:
-        raise ValueError(f"attention must have shape (T+1, S), got {attn.shape}")
-    pieces_t, pieces_s = attn.shape[0] - 1, attn.shape[1]
+    if attn.ndim != 2 or attn.shape[0] < 1 + extra_rows:
+        raise ValueError(f"attention must have shape (T+1+{extra_rows}, S), got {attn.shape}")
+    pieces_t, pieces_s = attn.shape[0] - 1 - extra_rows, attn.shape[1]
     src_map = _one_hot(src_word_of_piece, pieces_s, "source")  # (S_pieces, S_words)
     tgt_map = _one_hot(tgt_word_of_piece, pieces_t, "target")  # (T_pieces, T_words)
     by_src_word = attn @ src_map  # (T_pieces+1, S_words)

@@ -1,5 +1,5 @@
 """Decoders: Luong (stacked RNN, attentional vector, input feeding; also the Sutskever and Cho-style GRU
-decoders as special cases), Bahdanau (RNNsearch), GNMT.
+decoders as special cases), Bahdanau (RNNsearch), the conditional GRU (Nematus), GNMT.
 
 Every decoder exposes the same step interface, used by training, greedy and beam search alike:
   memory = decoder.prepare(enc)               once per sentence (precomputed keys, values, mask, summary)
@@ -69,6 +69,17 @@ class Decoder(nn.Module):
 
     def embed(self, tokens: Tensor) -> Tensor:  # (B,) or (B, T) -> (B, E) or (B, T, E), dropout applied
         return self.dropout(self.embedding(tokens))
+
+
+def gru_update(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """One GRU step from its precomputed input and hidden projections (B, 3H) each, as nn.GRUCell computes it:
+    r, z = σ(gi_r + gh_r), σ(gi_z + gh_z); n = tanh(gi_n + r ⊙ gh_n); h' = (1 − z) ⊙ n + z ⊙ h."""
+    i_r, i_z, i_n = gi.chunk(3, 1)
+    h_r, h_z, h_n = gh.chunk(3, 1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)  # = (1 - z) n + z h  (PyTorch GRU convention)
 
 
 class LuongDecoder(Decoder):
@@ -232,20 +243,82 @@ class BahdanauDecoder(Decoder):
                 context, w = self.attention(s, memory.keys, memory.values, memory.src_mask, t, memory.summary)
             gi = gi_steps[t] + nn.functional.linear(context, w_ic)
             gh = nn.functional.linear(s, self.cell.weight_hh, self.cell.bias_hh)
-            i_r, i_z, i_n = gi.chunk(3, 1)
-            h_r, h_z, h_n = gh.chunk(3, 1)
-            r = torch.sigmoid(i_r + h_r)
-            z = torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
             prev_states.append(s)
             contexts.append(context)
             weights.append(w)
-            s = n + z * (s - n)  # = (1 - z) n + z s_{i-1}  (PyTorch GRU convention)
+            s = gru_update(gi, gh, s)
         s_prev, ctx = torch.stack(prev_states, 1), torch.stack(contexts, 1)  # (B, T, H), (B, T, K)
         t_tilde = self.U_o(s_prev) + self.V_o(e) + self.C_o(ctx)  # (B, T, 2M)
         t_out = t_tilde.view(*t_tilde.shape[:2], self.maxout_size, 2).max(-1).values
         attn = torch.stack(weights, 1) if weights[0] is not None else None
         return self.dropout(t_out), attn
+
+
+class ConditionalGRUDecoder(Decoder):
+    """The conditional GRU of Nematus / dl4mt (Sennrich et al. 2017, "Nematus: a Toolkit for NMT", §2.2):
+      s'_j = GRU_1(E y_{j−1}, s_{j−1})                      (a first GRU reads the previous word)
+      c_j  = ATT(C, s'_j) = Σ_i α_ij h_i                    (attention from s'_j, which has read y_{j−1})
+      s_j  = GRU_2(c_j, s'_j)                               (a second GRU reads the context)
+      t̃_j = U_o s_j + V_o E y_{j−1} + C_o c_j, maxout over pairs, p(y_j) = softmax(W_o t_j)
+      s_0  = tanh(W_init · mean_i h_i)                      (§2.1)
+    Deviation: Nematus' deep output is tanh(·); we keep RNNsearch's maxout (Bahdanau et al. 2015 App. A.2.2) so
+    that the cgru row differs from RNNsearch only in where the attention query comes from. Unlike RNNsearch's
+    s_{i−1}, the query s'_j has read y_{j−1}: the attention can move on to the next source word at the step
+    that predicts it (query lag 1). With attention=None the context is the fixed summary vector."""
+
+    def __init__(self, vocab_size, emb_size, hidden_size, attention, key_size, maxout_size, dropout=0.0):
+        super().__init__()
+        self.attention = attention
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(dropout)
+        self.gru_1 = nn.GRUCell(emb_size, hidden_size)
+        self.gru_2 = nn.GRUCell(key_size, hidden_size)
+        self.W_init = nn.Linear(key_size, hidden_size)
+        self.maxout_size = maxout_size
+        self.U_o = nn.Linear(hidden_size, 2 * maxout_size)
+        self.V_o = nn.Linear(emb_size, 2 * maxout_size, bias=False)
+        self.C_o = nn.Linear(key_size, 2 * maxout_size, bias=False)
+        self.output_size = maxout_size
+
+    def init_state(self, enc: EncoderOutput):
+        mask = enc.src_mask.unsqueeze(-1).to(enc.states.dtype)  # (B, S, 1)
+        mean = (enc.states * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (B, K); an empty source gives 0
+        return (torch.tanh(self.W_init(mean)),)
+
+    def _context(self, query: Tensor, memory: Memory, t: int):
+        if self.attention is None:
+            return memory.summary, None
+        return self.attention(query, memory.keys, memory.values, memory.src_mask, t, memory.summary)
+
+    def _output(self, s: Tensor, e: Tensor, context: Tensor) -> Tensor:  # (.., H), (.., E), (.., K) -> (.., M)
+        t_tilde = self.U_o(s) + self.V_o(e) + self.C_o(context)  # (.., 2M)
+        return self.dropout(t_tilde.view(*t_tilde.shape[:-1], self.maxout_size, 2).max(-1).values)
+
+    def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
+        (s_prev,) = state
+        e = self.embed(y_prev) if emb is None else emb
+        s_1 = self.gru_1(e, s_prev)  # s'_j
+        context, weights = self._context(s_1, memory, t)
+        s = self.gru_2(context, s_1)
+        return self._output(s, e, context), (s,), weights
+
+    def forward(self, tgt_in, memory, state):
+        """Teacher-forced steps with the same equations as `step`: GRU_1's input projection of every embedding
+        and the deep output run once over all T steps; attention and the two recurrences stay in the loop."""
+        (s,) = state
+        e = self.embed(tgt_in)  # (B, T, E)
+        gi_1 = nn.functional.linear(e, self.gru_1.weight_ih, self.gru_1.bias_ih).unbind(1)  # T x (B, 3H)
+        states, contexts, weights = [], [], []
+        for t in range(tgt_in.size(1)):
+            s_1 = gru_update(gi_1[t], nn.functional.linear(s, self.gru_1.weight_hh, self.gru_1.bias_hh), s)
+            context, w = self._context(s_1, memory, t)
+            s = self.gru_2(context, s_1)
+            states.append(s)
+            contexts.append(context)
+            weights.append(w)
+        out = self._output(torch.stack(states, 1), e, torch.stack(contexts, 1))  # (B, T, M)
+        return out, torch.stack(weights, 1) if weights[0] is not None else None
 
 
 class GNMTDecoder(Decoder):

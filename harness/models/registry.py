@@ -11,8 +11,9 @@ from harness.models.seq2seq import ARCHS
 
 def key_size(cfg) -> int:
     """Size of the encoder states the attention reads, by architecture (mirrors the builders)."""
-    bi = cfg.arch == "bahdanau" or (cfg.arch == "gnmt" and cfg.enc_layers == 1)
-    per_dir = cfg.enc_hidden_size or (cfg.hidden_size // 2 if cfg.arch == "bahdanau" else cfg.hidden_size)
+    bi_gru = cfg.arch in ("bahdanau", "cgru")
+    bi = bi_gru or (cfg.arch == "gnmt" and cfg.enc_layers == 1)
+    per_dir = cfg.enc_hidden_size or (cfg.hidden_size // 2 if bi_gru else cfg.hidden_size)
     return per_dir * (2 if bi else 1)
 
 
@@ -50,5 +51,5 @@ def check_model_config(cfg, source: str = "config") -> None:
         )
     if cfg.arch == "bahdanau" and key_size(cfg) % 2:
         raise HarnessError(f"{source}: model.enc_hidden_size must give an even encoder output for bahdanau")
-    if cfg.arch == "bahdanau" and (cfg.maxout_size or cfg.hidden_size // 2) < 1:
+    if cfg.arch in ("bahdanau", "cgru") and (cfg.maxout_size or cfg.hidden_size // 2) < 1:
         raise HarnessError(f"{source}: model.maxout_size must be >= 1")

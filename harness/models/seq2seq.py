@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from harness.config import ModelConfig
 from harness.models.attention import build_attention
-from harness.models.decoders import BahdanauDecoder, GNMTDecoder, LuongDecoder, Memory
+from harness.models.decoders import BahdanauDecoder, ConditionalGRUDecoder, GNMTDecoder, LuongDecoder, Memory
 from harness.models.encoders import RNNEncoder
 
 if TYPE_CHECKING:  # the data module imports Lightning: keep config validation light
@@ -29,15 +29,18 @@ class ArchSpec:
     paper: str
     scores: list[str] | None  # None = every score function
     attention_types: tuple[str, ...] = ("global",)
-    default_score: str = "additive"
+    # how many words the attention query lags behind the target: 1 = the query of the step predicting y_t has
+    # read y_{t-1} (Luong's h_t, the cgru's first GRU); 2 = it is the previous state, which has read only
+    # y_{t-2} (RNNsearch's s_{i-1}, GNMT's bottom layer). shift-att alignment reads row t + query_lag.
+    query_lag: int = 1
 
 
 ARCHS: dict[str, ArchSpec] = {}
 
 
-def register_arch(name: str, paper: str, scores=None, attention_types=("global",), default_score="additive"):
+def register_arch(name: str, paper: str, scores=None, attention_types=("global",), query_lag: int = 1):
     def deco(fn):
-        ARCHS[name] = ArchSpec(name, fn, paper, scores, attention_types, default_score)
+        ARCHS[name] = ArchSpec(name, fn, paper, scores, attention_types, query_lag)
         return fn
 
     return deco
@@ -134,18 +137,14 @@ def _luong_decoder(cfg: ModelConfig, tgt_vocab: int, enc: RNNEncoder, cell: str,
     )
 
 
-@register_arch(
-    "seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"], default_score="none"
-)
+@register_arch("seq2seq", "Sutskever et al. 2014 (deep LSTM, no attention, reversed source)", scores=["none"])
 def build_seq2seq(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = _uni_encoder(cfg, src_vocab, "lstm")
     dec = _luong_decoder(cfg, tgt_vocab, enc, "lstm", None, input_feeding=False)
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
-@register_arch(
-    "seq2seq_attn", "Cho et al. 2014 GRU encoder-decoder + attention (any score function)", default_score="general"
-)
+@register_arch("seq2seq_attn", "Cho et al. 2014 GRU encoder-decoder + attention (any score function)")
 def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = _uni_encoder(cfg, src_vocab, "gru")
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
@@ -153,9 +152,9 @@ def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
-@register_arch("bahdanau", "Bahdanau et al. 2015 RNNsearch (BiGRU, additive attention from s_{i-1}, maxout)")
-def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = RNNEncoder(
+def _bi_gru_encoder(cfg: ModelConfig, src_vocab: int) -> RNNEncoder:
+    """RNNsearch's bidirectional GRU encoder (Bahdanau et al. 2015 App. A.2.1), also the cgru's."""
+    return RNNEncoder(
         src_vocab,
         cfg.emb_size,
         _enc_hidden(cfg, True),
@@ -165,16 +164,25 @@ def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
         cfg.dropout,
         reverse_source=cfg.reverse_source,
     )
+
+
+@register_arch(
+    "bahdanau", "Bahdanau et al. 2015 RNNsearch (BiGRU, additive attention from s_{i-1}, maxout)", query_lag=2
+)
+def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = _bi_gru_encoder(cfg, src_vocab)
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
-    dec = BahdanauDecoder(
-        tgt_vocab,
-        cfg.emb_size,
-        cfg.hidden_size,
-        attn,
-        enc.output_size,
-        cfg.maxout_size or cfg.hidden_size // 2,
-        cfg.dropout,
-    )
+    maxout = cfg.maxout_size or cfg.hidden_size // 2
+    dec = BahdanauDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, attn, enc.output_size, maxout, cfg.dropout)
+    return Seq2Seq(enc, dec, tgt_vocab)
+
+
+@register_arch("cgru", "Sennrich et al. 2017 Nematus conditional GRU (BiGRU, attention after a first GRU read y_{j-1})")
+def build_cgru(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    enc = _bi_gru_encoder(cfg, src_vocab)
+    attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
+    maxout = cfg.maxout_size or cfg.hidden_size // 2
+    dec = ConditionalGRUDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, attn, enc.output_size, maxout, cfg.dropout)
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
@@ -182,7 +190,6 @@ def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     "luong",
     "Luong et al. 2015 (stacked LSTM, global/local attention, input feeding)",
     attention_types=("global", "local-m", "local-p"),
-    default_score="general",
 )
 def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = _uni_encoder(cfg, src_vocab, "lstm")
@@ -191,7 +198,7 @@ def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
-@register_arch("gnmt", "Wu et al. 2016 GNMT (bi bottom encoder layer, residual stack, additive attention)")
+@register_arch("gnmt", "Wu et al. 2016 GNMT (bi bottom encoder layer, residual stack, additive attention)", query_lag=2)
 def build_gnmt(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     enc = RNNEncoder(
         src_vocab,

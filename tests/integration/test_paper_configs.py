@@ -133,7 +133,7 @@ def test_paper_config_builds_at_full_size_and_trains_one_step(path, tmp_path, mo
     torch.manual_seed(0)
     cfg = _local(path)
     data = prepare(cfg)
-    module = TranslationModule(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
+    module = TranslationModule.build(cfg, data.src_vocab.itos, data.tgt_vocab.itos)
     m = cfg.model
     # the paper's sizes: every LSTM/GRU layer has the paper's width
     rnn_sizes = {

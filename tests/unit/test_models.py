@@ -17,7 +17,14 @@ from harness.models.seq2seq import ARCHS, build_model, count_parameters
 from harness.search import beam_search, greedy
 
 V_SRC, V_TGT, E, H = 11, 13, 6, 8
-LAYERS = {"seq2seq": (2, 2), "seq2seq_attn": (1, 1), "bahdanau": (1, 1), "luong": (2, 2), "gnmt": (3, 3)}
+LAYERS = {
+    "seq2seq": (2, 2),
+    "seq2seq_attn": (1, 1),
+    "bahdanau": (1, 1),
+    "cgru": (1, 1),
+    "luong": (2, 2),
+    "gnmt": (3, 3),
+}
 
 
 def combos() -> list[tuple[str, str, str]]:
@@ -72,10 +79,11 @@ def tiny_batch():
 
 
 def test_every_architecture_has_combos():
-    assert set(ARCHS) == {"seq2seq", "seq2seq_attn", "bahdanau", "luong", "gnmt"}
+    assert set(ARCHS) == {"seq2seq", "seq2seq_attn", "bahdanau", "cgru", "luong", "gnmt"}
     assert ("seq2seq", "none", "global") in COMBOS
     assert ("luong", "location", "local-p") in COMBOS
-    assert len(COMBOS) == 1 + 7 + 7 + (7 + 6 * 2) + 7
+    assert ("cgru", "dot", "global") in COMBOS
+    assert len(COMBOS) == 1 + 7 + 7 + 7 + (7 + 6 * 2) + 7
 
 
 # ------------------------------------------------------------------------------------------- config checks
@@ -199,6 +207,15 @@ def expected_parameters(cfg: ModelConfig) -> int:
         W_s = linear(He, Hd)
         deep_output = linear(Hd, 2 * M) + linear(E, 2 * M, bias=False) + linear(Hk, 2 * M, bias=False)
         return emb + enc + cell + W_s + attention_params(cfg, Hk) + deep_output + linear(M, V_TGT)
+    if cfg.arch == "cgru":  # BiGRU encoder; GRU_1 on E y, GRU_2 on c; s_0 = tanh(W_init mean h); deep output
+        He = cfg.enc_hidden_size or Hd // 2
+        Hk = 2 * He
+        M = cfg.maxout_size or Hd // 2
+        enc = 2 * rnn(3, E, He) + (Le - 1) * 2 * rnn(3, Hk, He)
+        cells = rnn(3, E, Hd) + rnn(3, Hk, Hd)
+        W_init = linear(Hk, Hd)
+        deep_output = linear(Hd, 2 * M) + linear(E, 2 * M, bias=False) + linear(Hk, 2 * M, bias=False)
+        return emb + enc + cells + W_init + attention_params(cfg, Hk) + deep_output + linear(M, V_TGT)
     if cfg.arch == "luong":  # LSTM encoder; LSTM decoder with input feeding [E y; h̃]; W_c
         He = cfg.enc_hidden_size or Hd
         enc = rnn(4, E, He) + (Le - 1) * rnn(4, He, He)
@@ -229,6 +246,7 @@ def test_parameter_count_matches_the_formula(arch, score, attention_type):
         ("seq2seq_attn", "none", dict(enc_layers=2, dec_layers=2)),
         ("bahdanau", "additive", dict(enc_hidden_size=5, maxout_size=3)),
         ("bahdanau", "location", dict(enc_layers=2, max_positions=7)),
+        ("cgru", "dot", dict(enc_hidden_size=4, maxout_size=3)),
         ("luong", "additive", dict(enc_hidden_size=5, input_feeding=False)),
         ("luong", "cosine", dict(cosine_sharpening=2.0, attention_type="local-p")),
         ("gnmt", "general", dict(enc_layers=1, dec_layers=2, enc_hidden_size=5)),
@@ -346,6 +364,9 @@ FUSED = [
     ("bahdanau", "additive", "global", {}),
     ("bahdanau", "location", "global", {}),
     ("bahdanau", "none", "global", {}),
+    ("cgru", "additive", "global", {}),
+    ("cgru", "general", "global", {}),
+    ("cgru", "none", "global", {}),
 ]
 
 

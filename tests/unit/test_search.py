@@ -45,9 +45,18 @@ MODELS = [
     ("luong", "none", "global"),
     ("gnmt", "additive", "global"),
     ("gnmt", "none", "global"),
+    ("cgru", "additive", "global"),
+    ("cgru", "none", "global"),
 ]
 MODEL_IDS = ["-".join(m) for m in MODELS]
-LAYERS = {"seq2seq": (2, 2), "seq2seq_attn": (1, 1), "bahdanau": (1, 1), "luong": (2, 2), "gnmt": (3, 3)}
+LAYERS = {
+    "seq2seq": (2, 2),
+    "seq2seq_attn": (1, 1),
+    "bahdanau": (1, 1),
+    "cgru": (1, 1),
+    "luong": (2, 2),
+    "gnmt": (3, 3),
+}
 
 SOURCES = [[4, 5, 6, 7, 8, 9, 10], [11, 4, 6], [5], [8, 9, 10, 11, 7], [6, 6, 4, 9]]
 
