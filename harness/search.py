@@ -125,8 +125,9 @@ def beam_search(
       slot in the beam while they rank within its K best: a short finished hypothesis competes with longer
       alive ones by normalised score, so α and β act on the search itself. A sentence is done when all K slots
       hold finished hypotheses or it reaches its length limit. At α = β = 0 the normalised score is the
-      log-probability and the 1-best equals `fairseq`'s (a pruned alive hypothesis scores below a finished one
-      and can only fall).
+      log-probability and both modes rank alike; the 1-best can still differ where `fairseq` stopped at K
+      finished hypotheses while a more probable one was alive (`gnmt` then finds it; tests check it is never
+      worse).
     Returns the n_best finished hypotheses per sentence, best first.
     """
     if penalty_mode not in ("fairseq", "gnmt"):
@@ -178,7 +179,7 @@ def beam_search(
         if gnmt:
             # the beam's K slots: the best of this step's candidates and the finished hypotheses still in it
             pool = torch.cat([top_ranked, in_beam[alive]], 1)  # (Ba, 3K)
-            slot_rank = pool.argsort(1, descending=True, stable=True).argsort(1, stable=True)  # rank of each entry
+            slot_rank = pool.argsort(dim=1, descending=True, stable=True).argsort(dim=1, stable=True)  # rank
             in_top = slot_rank < K
             finished_kept = in_top[:, top_ids.size(1) :]
             final = is_eos & in_top[:, : top_ids.size(1)] & torch.isfinite(top_scores)

@@ -12,6 +12,7 @@ from harness.errors import HarnessError
 from harness.metrics.alignment import (
     alignment_scores,
     attention_entropy,
+    diagonal_links,
     links_from_attention,
     merge_subwords,
 )
@@ -186,6 +187,42 @@ def test_argmax_uses_the_step_predicting_the_word():
 def test_shift_att_uses_the_step_fed_the_word():
     # word 0 -> row 1 (argmax source 2); word 1 -> row 2, the EOS step (argmax source 1).
     assert links_from_attention(ATTN, "shift-att") == {(2, 0), (1, 1)}
+
+
+def test_shift_att_with_lag_two_reads_two_rows_ahead():
+    # RNNsearch / GNMT: the query of the step predicting word t has read only y_{t-2}; the step whose query has
+    # read word t is t + 2, so the matrix carries one extra forced step (fed </s>) after the </s> step.
+    attn = np.array(
+        [
+            [0.9, 0.05, 0.05],  # predicts word 0 (query has read nothing)
+            [0.8, 0.1, 0.1],  # predicts word 1 (query has read <s>)
+            [0.1, 0.8, 0.1],  # predicts </s> (query has read word 0)
+            [0.1, 0.1, 0.8],  # extra step fed </s> (query has read word 1)
+        ]
+    )
+    assert links_from_attention(attn, "shift-att", lag=2) == {(1, 0), (2, 1)}
+    assert links_from_attention(attn, "shift-att", lag=1, target_words=2) == {(0, 0), (1, 1)}
+    assert links_from_attention(attn, "argmax", target_words=2) == {(0, 0), (0, 1)}
+    with pytest.raises(ValueError, match="needs 4 attention rows for 2 target words, got 3"):
+        links_from_attention(attn[:3], "shift-att", lag=2, target_words=2)
+
+
+def test_threshold_extraction_keeps_every_link_above_p():
+    attn = np.array([[0.45, 0.45, 0.1], [0.05, 0.05, 0.9], [0.3, 0.3, 0.4]])
+    assert links_from_attention(attn, "argmax", threshold=0.4) == {(0, 0), (1, 0), (2, 1)}
+    assert links_from_attention(attn, "argmax", threshold=0.5) == {(2, 1)}  # word 0 gets no link
+    assert links_from_attention(attn, "shift-att", threshold=0.5) == {(2, 0)}  # rows 1, 2
+
+
+def test_diagonal_baseline_links_by_relative_position():
+    assert diagonal_links(4, 4) == {(0, 0), (1, 1), (2, 2), (3, 3)}
+    # |x| = 3, |y| = 6: t·3/6 = 0, 0.5, 1, 1.5, 2, 2.5 -> halves round up, the last clamped to word 2
+    assert diagonal_links(3, 6) == {(0, 0), (1, 1), (1, 2), (2, 3), (2, 4), (2, 5)}
+    assert diagonal_links(6, 2) == {(0, 0), (3, 1)}
+    assert diagonal_links(0, 3) == set() and diagonal_links(3, 0) == set()
+    gold = [Alignment({(0, 0), (1, 1)}, {(0, 0), (1, 1), (2, 1)})]
+    # links {(0, 0), (2, 1)}: one sure hit, two possible hits -> AER = 1 - (1 + 2) / (2 + 2)
+    assert alignment_scores([diagonal_links(3, 2)], gold)["aer"] == pytest.approx(0.25)
 
 
 def test_links_from_attention_edge_cases():

@@ -398,3 +398,71 @@ def test_bahdanau_overfits_eight_synthetic_pairs():
     refs = [" ".join(p.tgt) for p in train]
     bleu = corpus_scores(hyps, refs).bleu
     assert bleu > 90, list(zip(hyps, refs))
+
+
+# ------------------------------------------------------------------------------------------- penalty modes
+
+
+@pytest.mark.parametrize("arch,score,attention_type", [MODELS[3], MODELS[6], MODELS[11]], ids=str)
+def test_gnmt_penalty_mode_agrees_with_fairseq_at_alpha_beta_zero(arch, score, attention_type):
+    """At α = β = 0 the normalised score is the log-probability, so both modes rank alike; they stop differently
+    (fairseq once K hypotheses have finished, GNMT once every slot holds a finished one), and where the 1-best
+    differs it is because fairseq stopped while a more probable hypothesis was still alive: GNMT's is then
+    strictly better, never worse."""
+    model = make_model(arch, score, attention_type)
+    same = 0
+    for k in (2, 3, 5):
+        fairseq = beam_search(model, batch_of(SOURCES), beam=k)
+        gnmt = beam_search(model, batch_of(SOURCES), beam=k, penalty_mode="gnmt")
+        for (f,), (g,) in zip(fairseq, gnmt):
+            if f.tokens == g.tokens:
+                same += 1
+                assert f.score == pytest.approx(g.score, abs=1e-6)
+                _same_attention(f.attention, g.attention)
+            else:
+                assert g.score > f.score
+    assert same >= 3 * len(SOURCES) - 2
+
+
+def test_gnmt_penalty_mode_searches_differently_with_penalties():
+    """With penalties GNMT's mode ranks every step's candidates (and the finished hypotheses still in the beam)
+    by the normalised score, so it reaches hypotheses fairseq's mode does not, and every one it returns is
+    still scored by s(Y, X) = log P / lp + cp."""
+    model = make_model("luong", "general", "global")
+    sources = SOURCES + [[7, 7, 7, 7, 7, 7, 7, 7], [4, 11, 10, 9, 8, 7, 6, 5, 4]]
+    differ = 0
+    for alpha, beta in ((1.5, 0.0), (0.0, 1.0), (1.0, 2.0)):
+        fairseq = beam_search(model, batch_of(sources), beam=3, alpha=alpha, beta=beta)
+        gnmt = beam_search(model, batch_of(sources), beam=3, alpha=alpha, beta=beta, penalty_mode="gnmt")
+        differ += sum(f[0].tokens != g[0].tokens for f, g in zip(fairseq, gnmt))
+        for source, (g,) in zip(sources, gnmt):
+            lp = ((5 + len(g.tokens) + 1) ** alpha) / (6**alpha)
+            cp = beta * np.log(np.minimum(g.attention.sum(0), 1.0)).sum()
+            assert g.score == pytest.approx(teacher_forced_logprob(model, source, g.tokens) / lp + cp, abs=1e-4)
+    assert differ > 0
+
+
+def test_gnmt_penalty_mode_alone_equals_batched():
+    model = make_model("bahdanau", "additive", "global")
+    batched = beam_search(model, batch_of(SOURCES), beam=3, n_best=2, alpha=0.6, beta=0.4, penalty_mode="gnmt")
+    for source, nbest in zip(SOURCES, batched):
+        alone = beam_search(model, batch_of([source]), beam=3, n_best=2, alpha=0.6, beta=0.4, penalty_mode="gnmt")[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in nbest]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-5)
+
+
+def test_forced_attention_extra_step_is_the_step_fed_eos():
+    """The extra forced row is the attention of one more step fed </s>: equal to stepping the decoder by hand."""
+    model = make_model("bahdanau", "additive", "global")
+    sources, targets = [[4, 5, 6], [7, 8]], [[5, 6, 7, 8], [9]]
+    batch = batch_of(sources, targets)
+    plain, extra = forced_attention(model, batch), forced_attention(model, batch, extra_steps=1)
+    for b, (p, e) in enumerate(zip(plain, extra)):
+        assert e.shape == (len(targets[b]) + 2, len(sources[b]))
+        np.testing.assert_allclose(e[:-1], p, atol=1e-6)
+        with torch.no_grad():
+            one = batch_of([sources[b]], [targets[b]])
+            memory, state = model.start(one.src, one.src_lengths)
+            for t, y in enumerate([2, *targets[b], EOS_ID]):  # <s>, the words, </s>
+                _, state, w = model.step(torch.tensor([y]), state, memory, t)
+        np.testing.assert_allclose(e[-1], w[0].numpy(), atol=1e-6)
