@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -679,6 +680,7 @@ def enqueue_missing_grid_points(spec: SweepSpec, study) -> int:
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     }
     failed = {_point(spec, t) for t in trials if t.state == TrialState.FAIL} - busy - {None}
+    last_failed = {_point(spec, t): t.number for t in trials if t.state == TrialState.FAIL}  # the latest per point
     prog = progress(spec, trials)
     room = spec.n_trials - prog.finished - prog.running - prog.waiting
     n = 0
@@ -686,7 +688,9 @@ def enqueue_missing_grid_points(spec: SweepSpec, study) -> int:
         if n >= room:
             break
         if values in failed:
-            study.enqueue_trial(dict(zip(names, values)), user_attrs={"requeued": True})
+            # the retry continues the failed trial's training where it has a checkpoint (Objective_._resume_from)
+            attrs = {"requeued": True, "resume_from": last_failed[values]}
+            study.enqueue_trial(dict(zip(names, values)), user_attrs=attrs)
             n += 1
     return n
 
@@ -845,6 +849,36 @@ class Objective_:
                 optuna.storages.fail_stale_trials(self.study)
             time.sleep(self.ctx.poll)
 
+    def _resume_from(self, trial, out: Path) -> bool:
+        """A retried trial (its worker died: SIGKILL, pre-emption, a lost machine; or Ctrl-C) continues the
+        failed trial's training from that trial's last.ckpt instead of starting at step 0: the failed trial's
+        unfinished run directory (trials/<n>.partial) becomes this trial's, and training resumes from it (exactly,
+        on CPU: harness.callbacks.ResumeState). Returns whether it does."""
+        from optuna.storages import RetryFailedTrialCallback
+
+        source = trial.user_attrs.get("resume_from")
+        if source is None:
+            source = RetryFailedTrialCallback.retried_trial_number(trial)
+        if source is None:
+            return False
+        trials = out.parent
+        partial = trials / f"{source}.partial"
+        last = partial / "checkpoints" / "last.ckpt"
+        if not last.is_file() or (partial / ".lock").exists() and _locked(partial / ".lock"):
+            return False
+        from harness.run import load_checkpoint
+
+        try:
+            step = int(load_checkpoint(last)["global_step"])
+        except HarnessError:
+            return False  # a truncated checkpoint (killed while writing it): start over
+        target = out.with_name(out.name + ".partial")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(partial, target)
+        trial.set_user_attr("resumed_from", {"trial": int(source), "step": step})
+        return True
+
     def __call__(self, trial):
         try:
             return self._run(trial)
@@ -893,8 +927,17 @@ class Objective_:
                 callbacks.append(_pruning_callback(trial))
         out = Path(ctx.reports) / ctx.study / "trials" / str(trial.number)
         info = {"trial": trial.number, "study": ctx.study, **params, "seed": seed}
+        resumed = self._resume_from(trial, out)
         try:
-            result = train(cfg, output=out, overwrite=True, trial_info=info, callbacks=callbacks, progress=False)
+            result = train(
+                cfg,
+                output=out,
+                overwrite=not resumed,
+                resume=resumed,
+                trial_info=info,
+                callbacks=callbacks,
+                progress=False,
+            )
         except optuna.TrialPruned as e:
             trial.set_user_attr("fail_reason", str(e) or "pruned")
             trial.set_user_attr("run_dir", str(out.with_name(out.name + ".partial")))
@@ -925,6 +968,19 @@ class Objective_:
             for s in spec.seeds[1:]:
                 self.study.enqueue_trial(trial.params, user_attrs={"seed": s, "repeat_of": trial.number})
         return values[0] if len(values) == 1 else tuple(values)
+
+
+def _locked(path: Path) -> bool:
+    """Whether another process holds the run directory's lock (harness.run.RunDir): its trial still trains."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _is_rdb(storage) -> bool:

@@ -127,12 +127,16 @@ def alignment_scores(hyp: list[set[Link]], gold: list[Alignment]) -> dict:
 def attention_entropy(attns: list[np.ndarray]) -> float:
     """Mean Shannon entropy (nats) of the attention rows, over every row of every matrix.
 
-    H(row) = −Σ_s p_s ln p_s over the non-zero p_s; rows are taken as given (not renormalised).
-    A uniform row over S words has entropy ln S; a one-hot row has 0.
+    Each row is normalised to sum to 1 first (p_s = a_s / Σ a), so that models whose rows do not sum to 1 are
+    comparable with the others: Luong's local-p multiplies the window's softmax by a Gaussian (eq. 10) and its
+    rows sum to less than 1. H(row) = −Σ_s p_s ln p_s over the non-zero p_s; an all-zero row (an empty source)
+    counts as 0. A uniform row over S words has entropy ln S; a one-hot row has 0.
     """
     total, rows = 0.0, 0
     for attn in attns:
         matrix = np.asarray(attn, dtype=float)  # (T+1, S)
+        mass = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(matrix, mass, out=np.zeros_like(matrix), where=mass > 0)
         logs = np.log(matrix, out=np.zeros_like(matrix), where=matrix > 0)  # 0 log 0 = 0
         total -= float((matrix * logs).sum())
         rows += matrix.shape[0]

@@ -35,10 +35,14 @@ class Attention(nn.Module):
 class LocalAttention(Attention):
     """Luong et al. 2015 §3.2 local attention over the window [p_t − D, p_t + D].
 
-    local-m (monotonic): p_t = t.
+    local-m (monotonic): p_t = t, clamped to the last source position: p_t = min(t, |x| − 1). The paper sets
+    p_t = t and says nothing of targets longer than their source; the clamp keeps the window on real words
+    there (without it, the steps t > |x| − 1 + D would have no source word in their window at all).
     local-p (predictive): p_t = S · sigmoid(v_pᵀ tanh(W_p h_t)) (eq. 9), S = the sentence's source length,
     and a_t(s) = align(h_t, h̄_s) · exp(−(s − p_t)² / 2σ²), σ = D/2 (eq. 10); as in the paper the Gaussian
-    factor is not renormalised. Weights outside the window are exactly 0.
+    factor is not renormalised, so a local-p row sums to less than 1 (the context vector is scaled down with
+    it). harness.metrics.alignment.attention_entropy normalises rows before comparing entropies; argmax links
+    do not depend on the scale. Weights outside the window are exactly 0.
     """
 
     def __init__(self, score: Score, window: int, predictive: bool, query_size: int):

@@ -49,7 +49,9 @@ def test_a_budget_stop_is_not_converged(tmp_path):
     m = train(load_config(PRESET, TINY + ["train.early_stopping=50"]), tmp_path / "run", progress=False).metrics
     assert m["converged"] is False and m["stop_reason"] == "max_steps" and m["steps"] == 20
     assert m["val_metric"] == "val_bleu" and m["val_bleu_best"] == m["val_metric_best"]
-    epochs = train(load_config(PRESET, TINY + ["train.max_steps=-1", "train.max_epochs=1"]), tmp_path / "e", progress=False)
+    epochs = train(
+        load_config(PRESET, TINY + ["train.max_steps=-1", "train.max_epochs=1"]), tmp_path / "e", progress=False
+    )
     assert epochs.metrics["stop_reason"] == "max_epochs" and epochs.metrics["converged"] is False
     assert m["aer_diagonal"] is not None and 0 < m["aer_diagonal"] < 1  # the positional baseline beside the AER
 

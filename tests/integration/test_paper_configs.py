@@ -60,6 +60,7 @@ def test_paper_config_values(path):
             5.0,
             12,
         )
+        assert t.loss_normalization == "sentences"  # §3.4: lr 0.7 and the clip of 5 assume per-sentence averages
     elif path.stem.startswith("bahdanau"):
         assert (m.arch, m.hidden_size, m.enc_hidden_size, m.emb_size, m.maxout_size) == (
             "bahdanau",
@@ -95,10 +96,11 @@ def test_paper_config_values(path):
         att, score = path.stem.removeprefix("luong2015_").split("_")
         assert m.attention_type == {"global": "global", "localm": "local-m", "localp": "local-p"}[att]
         assert m.score == score
+        assert t.loss_normalization == "sentences"  # §4.1: lr 1 and the clip of 5 assume per-sentence averages
     else:
         assert (m.arch, m.enc_layers, m.dec_layers, m.hidden_size, m.residual_from) == ("gnmt", 8, 8, 1024, 3)
         assert (cfg.data.tokenizer, cfg.data.sp_vocab_size, d.beam) == ("sentencepiece", 32000, 10)
-        assert (d.length_penalty_alpha, d.coverage_penalty_beta) == (0.2, 0.2)
+        assert (d.length_penalty_alpha, d.coverage_penalty_beta, d.penalty_mode) == (0.2, 0.2, "gnmt")
 
 
 def _local(path):

@@ -336,3 +336,51 @@ def test_bad_spec_fails_before_any_trial(tmp_path):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "model.scor" in r.stderr and str(spec) in r.stderr
     assert not (tmp_path / "reports" / "bad").exists()
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except Exception:  # not there yet, or being written
+        return -1
+
+
+@pytest.mark.slow
+def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path):
+    """A worker SIGKILLed mid-trial (pre-emption, a lost machine): the rerun retries the trial from the killed
+    trial's last.ckpt, not from step 0, and its final metrics equal those of a trial that was never interrupted."""
+    from optuna.trial import TrialState
+
+    long = {"train.max_steps": 100, "train.val_every": 20}
+    spec = write_spec(tmp_path, space={"model.score": ["dot"]}, seeds=[1], extra_overrides=long)
+    ref_url, url = f"journal:///{tmp_path / 'ref.journal'}", f"journal:///{tmp_path / 'k.journal'}"
+    r = run(sweep_cmd(spec, tmp_path / "ref", "ref", "--storage", ref_url, "--quiet"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    proc = _start_in_own_group(sweep_cmd(spec, tmp_path, "k", "--storage", url, "--quiet"))
+    last = tmp_path / "reports" / "k" / "trials" / "0.partial" / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.time() + 120
+        while _checkpoint_step(last) < 40 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        killed_at = _checkpoint_step(last)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert 40 <= killed_at < 100, f"no checkpoint to resume from in time (step {killed_at})"
+    r = run(sweep_cmd(spec, tmp_path, "k", "--storage", url, "--quiet"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    (done,) = load("k", url).get_trials(states=(TrialState.COMPLETE,))
+    assert done.user_attrs["resumed_from"]["trial"] == 0
+    assert done.user_attrs["resumed_from"]["step"] >= killed_at
+    (ref,) = load("ref", ref_url).get_trials(states=(TrialState.COMPLETE,))
+    mine, theirs = Path(done.user_attrs["run_dir"]), Path(ref.user_attrs["run_dir"])
+    a, b = json.loads((mine / "metrics.json").read_text()), json.loads((theirs / "metrics.json").read_text())
+    for key in ("bleu", "chrf", "val_ppl", "aer", "val_bleu_best", "best_step", "steps", "stop_reason"):
+        assert a[key] == b[key], key
+    assert (mine / "test.hyp").read_text() == (theirs / "test.hyp").read_text()
+    with open(mine / "logs" / "metrics.csv") as f, open(theirs / "logs" / "metrics.csv") as g:
+        curve = [(r["step"], r["val_ppl"]) for r in csv.DictReader(f) if r.get("val_ppl")]
+        assert curve == [(r["step"], r["val_ppl"]) for r in csv.DictReader(g) if r.get("val_ppl")]
+    assert not (tmp_path / "reports" / "k" / "trials" / "0.partial").exists()  # moved, not copied

@@ -297,6 +297,9 @@ def test_attention_entropy():
     assert attention_entropy([uniform]) == pytest.approx(math.log(4))
     assert attention_entropy([one_hot]) == 0.0
     assert attention_entropy([uniform, one_hot]) == pytest.approx(math.log(4) / 3)  # mean over 3 rows
+    # local-p rows sum to less than 1 (the Gaussian of eq. 10): normalised first, so comparable with the others
+    assert attention_entropy([0.6 * uniform]) == pytest.approx(math.log(4))
+    assert attention_entropy([np.zeros((1, 3))]) == 0.0  # an empty source
     with pytest.raises(ValueError):
         attention_entropy([])
 
