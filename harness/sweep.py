@@ -1112,6 +1112,8 @@ SLURM_OPTIONS = {
     "signal": None,
 }
 SLURM_TIME_MIN = 24 * 60  # default time limit of a worker job
+SLURM_POLL_S = 5.0  # seconds between squeue calls while the worker jobs run
+SLURM_RESULT_GRACE_S = 10.0  # a job that left the queue: how long its result file may take to appear (NFS)
 
 
 def slurm_parameters(args, study: str) -> dict[str, Any]:
@@ -1198,8 +1200,100 @@ def sbatch_script(ctx: Context, params: dict[str, Any]) -> str:
 
 
 def _slurm_job(ctx_dict: dict) -> int:
-    """What one SLURM job runs (submitit pickles this function and its argument)."""
-    return run_worker(Context(**ctx_dict))
+    """What one SLURM job runs (submitit pickles this function and its argument). A storage the node cannot
+    reach (or any HarnessError) is one `error:` line in the job's log; a pre-emption notice (SIGTERM during
+    training) fails the running trial as interrupted. Both return a status, so that submitit writes the
+    result file the submitting command waits for."""
+    try:
+        return run_worker(Context(**ctx_dict))
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is failed; rerun the sweep to retry it", file=sys.stderr, flush=True)
+        return 130
+
+
+def _queued_slurm_jobs() -> set[str] | None:
+    """Ids of this user's pending or running SLURM jobs; None when squeue does not answer."""
+    import getpass
+
+    try:
+        out = subprocess.run(
+            ["squeue", "--noheader", "--format=%i", "--user", getpass.getuser()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(out.stdout.split()) if out.returncode == 0 else None
+
+
+def _wait_slurm_jobs(jobs: list, on_slurm: bool) -> None:
+    """Until every job has written its result or has left the queue without one. (submitit alone asks sacct,
+    which fails without accounting storage (slurmdbd): a job killed before writing its result, by scancel, the
+    time limit or a lost node, would be waited for forever.)"""
+    left_at: dict[str, float] = {}  # job id -> when squeue stopped listing it
+    next_squeue = 0.0
+    while True:
+        now = time.time()
+        waiting = [
+            j
+            for j in jobs
+            if not (j.paths.result_pickle.exists() if on_slurm else j.done())
+            and now - left_at.get(j.job_id, now) < SLURM_RESULT_GRACE_S
+        ]
+        if not waiting:
+            return
+        if on_slurm and now >= next_squeue:
+            queued = _queued_slurm_jobs()
+            for j in waiting if queued is not None else []:
+                if j.job_id in queued:
+                    left_at.pop(j.job_id, None)  # (again: requeued)
+                else:
+                    left_at.setdefault(j.job_id, now)
+            next_squeue = now + SLURM_POLL_S
+        time.sleep(1)
+
+
+def _last_error_line(log: Path) -> str:
+    try:
+        lines = [x for x in log.read_text(errors="replace").splitlines() if x.startswith("error: ")]
+    except OSError:
+        return ""
+    return lines[-1].removeprefix("error: ") if lines else ""
+
+
+def _slurm_job_status(job, on_slurm: bool) -> int:
+    """One finished worker job's exit status, and a line on stderr naming its log when it did not end well."""
+    log = job.paths.stderr
+    if on_slurm and not job.paths.result_pickle.exists():
+        print(
+            f"error: worker job {job.job_id} ended without a result (cancelled, killed, out of time or memory; "
+            f"its running trial is retried by the rerun); see {log}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        code = int(job.result() or 0)
+    except Exception as e:
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        print(f"error: worker job {job.job_id} failed: {last}; see {log}", file=sys.stderr)
+        return 1
+    if code == 130:
+        print(
+            f"worker job {job.job_id} was interrupted (pre-empted): its running trial is failed as interrupted; "
+            f"see {log}",
+            file=sys.stderr,
+        )
+    elif code:
+        why = _last_error_line(Path(log))
+        print(
+            f"error: worker job {job.job_id} stopped (status {code}){': ' + why if why else ''}; see {log}",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _run_slurm(ctx: Context, workers: int, params: dict[str, Any], cluster: str | None) -> int:
@@ -1216,17 +1310,9 @@ def _run_slurm(ctx: Context, workers: int, params: dict[str, Any], cluster: str 
             f"submitted {len(jobs)} workers: {', '.join(j.job_id for j in jobs)} (logs in {folder})",
             flush=True,
         )
-    status = 0
-    for job in jobs:
-        try:
-            status = max(status, int(job.result() or 0))
-        except Exception as e:
-            print(
-                f"error: worker job {job.job_id} failed: {str(e).splitlines()[-1] if str(e) else e}",
-                file=sys.stderr,
-            )
-            status = 1
-    return status
+    on_slurm = executor.cluster == "slurm"
+    _wait_slurm_jobs(jobs, on_slurm)
+    return max(_slurm_job_status(job, on_slurm) for job in jobs)
 
 
 def summarize(spec: SweepSpec, study) -> str:
