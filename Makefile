@@ -10,6 +10,7 @@ STUDY ?= $(SWEEP)
 PAPER ?= bahdanau2015
 SCALE ?= small
 ARGS ?=
+STORAGE ?=
 
 .PHONY: demo test test-fast install system-deps lint format sweep report dashboard bench bench-peers reproduce clean
 
@@ -60,9 +61,10 @@ sweep: $(STAMP)
 report: $(STAMP)
 	$(BIN)/harness report $(STUDY) --output reports/$(STUDY) $(ARGS)
 
+# STORAGE=postgresql+psycopg2://... for a study on a database server (not echoed: the URL holds its password)
 dashboard: $(STAMP)
 	$(BIN)/pip install -q optuna-dashboard
-	$(BIN)/optuna-dashboard sqlite:///reports/$(STUDY)/study.db
+	@$(BIN)/optuna-dashboard $(or $(STORAGE),sqlite:///reports/$(STUDY)/study.db)
 
 bench: $(STAMP)
 	$(BIN)/harness bench $(ARGS)
