@@ -1278,8 +1278,10 @@ def _slurm_job_status(job, on_slurm: bool) -> int:
     try:
         code = int(job.result() or 0)
     except Exception as e:
-        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        print(f"error: worker job {job.job_id} failed: {last}; see {log}", file=sys.stderr)
+        # submitit's FailedJobError holds the job's traceback, whose last "Name: message" line says what happened
+        raised = re.findall(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b.*$", str(e), flags=re.MULTILINE)
+        what = raised[-1] if raised else str(e).strip().split("\n", 1)[0] or type(e).__name__
+        print(f"error: worker job {job.job_id} failed: {what}; see {log}", file=sys.stderr)
         return 1
     if code == 130:
         print(
