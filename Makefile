@@ -10,6 +10,7 @@ STUDY ?= $(SWEEP)
 PAPER ?= bahdanau2015
 SCALE ?= small
 ARGS ?=
+STORAGE ?=
 
 .PHONY: demo test test-fast install system-deps lint format sweep report dashboard bench bench-peers reproduce clean
 
@@ -23,13 +24,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # System packages that real-component tests use (PostgreSQL for sweep storage, Chromium for the report
-# page). Best effort: without root or network the tests that need them skip with a reason.
+# page, SLURM and munge for `harness sweep --slurm`: tests/slurm_cluster.py runs its own daemons from a temporary
+# directory). Best effort: without root or network the tests that need them skip with a reason.
 system-deps:
 	@if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null) \
 	      || echo "warning: could not install postgresql/chromium; tests that need them will skip"; \
 	  else echo "warning: postgresql/chromium missing and cannot be installed here; tests that need them will skip"; fi; \
+	fi
+	@if ! { command -v slurmctld || [ -x /usr/sbin/slurmctld ]; } >/dev/null 2>&1 || ! { command -v munged || [ -x /usr/sbin/munged ]; } >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
+	      || echo "warning: could not install slurm-wlm/munge; the SLURM tests will skip"; \
+	  else echo "warning: slurm-wlm/munge missing and cannot be installed here; the SLURM tests will skip"; fi; \
 	fi
 
 demo: $(STAMP)
@@ -53,9 +61,10 @@ sweep: $(STAMP)
 report: $(STAMP)
 	$(BIN)/harness report $(STUDY) --output reports/$(STUDY) $(ARGS)
 
+# STORAGE=postgresql+psycopg2://... for a study on a database server (not echoed: the URL holds its password)
 dashboard: $(STAMP)
 	$(BIN)/pip install -q optuna-dashboard
-	$(BIN)/optuna-dashboard sqlite:///reports/$(STUDY)/study.db
+	@$(BIN)/optuna-dashboard $(or $(STORAGE),sqlite:///reports/$(STUDY)/study.db)
 
 bench: $(STAMP)
 	$(BIN)/harness bench $(ARGS)

@@ -13,6 +13,7 @@ from harness.paths import data_root
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("WANDB_SILENT", "true")
+pytest_plugins = ["tests.slurm_cluster"]  # the `slurm_cluster` fixture: a real single-node SLURM cluster
 
 # a run that finishes in a few seconds on one core
 TINY = [
