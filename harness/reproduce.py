@@ -278,6 +278,10 @@ def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, work
         return run_spec_directly(spec, overrides, study, runs_dir, quiet)
     from harness.cli import build_parser
 
+    # the study lives in an Optuna journal file beside its trials (plain text: results/ keeps a copy, so a fresh
+    # clone can rebuild every table); a study started before on the default SQLite file stays there
+    sqlite = runs_dir / study / "study.db"
+    storage = f"sqlite:///{sqlite}" if sqlite.is_file() else f"journal:///{runs_dir / study / 'study.journal'}"
     argv = [
         "sweep",
         str(spec),
@@ -288,6 +292,8 @@ def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, work
         str(runs_dir),
         "--workers",
         str(workers),
+        "--storage",
+        storage,
     ]
     if quiet:
         argv.append("--quiet")
