@@ -137,7 +137,14 @@ def _extensions():
     import importlib
 
     out = []
-    for mod in ("harness.plots", "harness.sweep", "harness.report.cli", "harness.bench", "harness.reproduce", "harness.align"):
+    for mod in (
+        "harness.plots",
+        "harness.sweep",
+        "harness.report.cli",
+        "harness.bench",
+        "harness.reproduce",
+        "harness.align",
+    ):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
