@@ -11,11 +11,19 @@ import pandas as pd
 from harness.report.load import RunRecord, Source, load_source
 from harness.report.significance import NOTE, SIGNIFICANCE_COLUMNS, References, significance_table
 from harness.report.tables import (
+    CURVE_COLUMNS,
+    DIAGONAL_COLUMNS,
+    add_below_diagonal,
     by_length_table,
+    counted_runs,
+    curve_stats,
+    diagonal_table,
     group_keys,
     leaderboard,
+    learning_curves_table,
     papers_table,
     runs_table,
+    unconverged_table,
 )
 
 
@@ -25,9 +33,12 @@ class Report:
 
     title: str
     source: Source
-    runs: pd.DataFrame  # one row per run: scalar metrics + flattened config keys
-    leaderboard: pd.DataFrame  # one row per configuration: <metric>_mean/_std/_n, n, seeds, rank
-    significance: pd.DataFrame  # paired bootstrap vs best / vs no-attention control
+    runs: pd.DataFrame  # one row per run: scalar metrics + flattened config keys, converged, stop_reason
+    # one row per configuration with a converged seed, ranked on its converged seeds: <metric>_mean/_std/_n, n,
+    # seeds, rank, convergence ("2/3 converged; unconverged: seed 3 max_epochs; ranked on seeds 1, 2"),
+    # below_diagonal (mean AER below the positional baseline's)
+    leaderboard: pd.DataFrame
+    significance: pd.DataFrame  # paired bootstrap vs the best converged configuration / vs no-attention control
     by_length: pd.DataFrame  # BLEU per source-length bucket per run
     papers: pd.DataFrame  # paper anchors, as reported
     group_keys: list[str]  # config keys that define a configuration (vary across runs; seed excluded)
@@ -38,6 +49,24 @@ class Report:
     notes: list[str] = field(default_factory=list)
     bootstrap_note: str = ""
     references: References = field(default_factory=References)
+    # configurations none of whose runs converged, not ranked: the leaderboard's columns over all their runs,
+    # stop_reasons, val_metric_slope_mean
+    unconverged: pd.DataFrame = field(default_factory=pd.DataFrame)
+    diagonal: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIAGONAL_COLUMNS))  # AER baseline
+    # validation curves from logs/metrics.csv: configuration, run, seed, converged, step, metric, value
+    learning_curves: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CURVE_COLUMNS))
+    counted: dict[str, list[str]] = field(default_factory=dict)  # configuration -> runs its numbers are over
+    stopping: dict[str, list] = field(default_factory=dict)  # train.early_stopping(_metric) values of the runs
+
+    @property
+    def configurations(self) -> list[str]:
+        """Every configuration: the ranked ones in rank order, then the unconverged ones."""
+        return [*self.leaderboard["configuration"], *self.unconverged.get("configuration", [])]
+
+    def curve_stats(self) -> tuple[pd.DataFrame, list[str]]:
+        """Per configuration, metric and step: mean and std over the runs its table row is over (its converged
+        seeds where it has any), aligned on the steps they share; and notes on curves left out."""
+        return curve_stats(self.learning_curves, self.counted)
 
     def __getitem__(self, key: str):  # report["leaderboard"] works as well as report.leaderboard
         return getattr(self, key)
@@ -70,16 +99,29 @@ def load(
     keys = group_keys(src.runs)
     runs_df = runs_table(src.runs, keys)
     lb = leaderboard(runs_df, keys, src.objective)
+    unconverged = unconverged_table(runs_df, keys, src.objective)
+    counted = counted_runs(runs_df)
     groups: dict[str, list[RunRecord]] = {}
     for r, label in zip(src.runs, runs_df["configuration"]):
         groups.setdefault(label, []).append(r)
     for label in groups:
         groups[label].sort(key=lambda r: _sort_value(r.seed))
+    # the positional AER baseline of the runs each table's AER is over
+    diagonals = [
+        diagonal_table(runs_df[runs_df["run"].isin([n for c in t["configuration"] for n in counted[c]])], name)
+        for t, name in ((lb, "leaderboard"), (unconverged, "unconverged"))
+    ]
+    diagonal = pd.concat([d for d in diagonals if len(d)] or diagonals[:1], ignore_index=True)
+    lb = add_below_diagonal(lb, diagonal[diagonal["table"] == "leaderboard"])
+    unconverged = add_below_diagonal(unconverged, diagonal[diagonal["table"] == "unconverged"])
     refs = References()
     notes = list(src.notes)
     sig_df, boot_sigs = pd.DataFrame(columns=SIGNIFICANCE_COLUMNS), []
     if significance:
-        sig_df, boot_sigs, sig_notes = significance_table(lb, groups, n_bootstrap, bootstrap_seed, refs)
+        pooled = {label: [r for r in groups[label] if r.name in counted[label]] for label in groups}
+        sig_df, boot_sigs, sig_notes = significance_table(
+            lb, pooled, n_bootstrap, bootstrap_seed, refs, unconverged=unconverged
+        )
         notes += sig_notes
     signatures = {
         "BLEU": sorted(
@@ -106,6 +148,14 @@ def load(
         notes=notes,
         bootstrap_note=NOTE.format(n=n_bootstrap, seed=bootstrap_seed),
         references=refs,
+        unconverged=unconverged,
+        diagonal=diagonal,
+        learning_curves=learning_curves_table(src.runs, list(runs_df["configuration"])),
+        counted=counted,
+        stopping={
+            k: sorted({r.config[k] for r in src.runs if r.config.get(k) is not None}, key=str)
+            for k in ("train.early_stopping", "train.early_stopping_metric")
+        },
     )
 
 

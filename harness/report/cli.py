@@ -38,10 +38,15 @@ def cmd_report(args) -> int:
         title=args.title,
     )
     page = render(report, output, args.index, with_animation=not args.no_animation)
-    lb = report.leaderboard
+    lb, unconverged = report.leaderboard, report.unconverged
+    best = (
+        f"best converged {lb.iloc[0]['configuration']} (BLEU {lb.iloc[0]['bleu_mean']:.2f})"
+        if len(lb)
+        else "no configuration converged: nothing ranked"
+    )
     print(
-        f"{page}: {len(report.runs)} runs, {len(lb)} configurations; best {lb.iloc[0]['configuration']} "
-        f"(BLEU {lb.iloc[0]['bleu_mean']:.2f})"
+        f"{page}: {len(report.runs)} runs, {len(lb) + len(unconverged)} configurations "
+        f"({len(lb)} ranked, {len(unconverged)} without a converged run listed apart); {best}"
     )
     return 0
 

@@ -1,5 +1,6 @@
 """Render a Report to OUTPUT/: index.html (one self-contained page, images as data URIs), README.md (the same
-tables in Markdown), leaderboard.csv, runs.csv, significance.csv, by_length.csv.
+tables in Markdown, the learning curves as learning_curve_<metric>.png beside it), leaderboard.csv,
+unconverged.csv, diagonal.csv, runs.csv, significance.csv, by_length.csv, learning_curves.csv.
 
 Every piece of text that comes from data or configs (sentences, config values, run names, paths) goes through
 `html.escape` (HTML) or `md()` (Markdown) before it reaches the page.
@@ -20,7 +21,16 @@ import pandas as pd
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.report.build import Report, source_description
 from harness.report.load import read_attention, read_hypotheses
-from harness.report.tables import BETTER, DIGITS, LABELS, METRICS, best_configurations, fmt_mean_std
+from harness.report.plots import CURVE_TITLES
+from harness.report.tables import (
+    BETTER,
+    DIAGONAL_LABEL,
+    DIGITS,
+    LABELS,
+    METRICS,
+    best_configurations,
+    fmt_mean_std,
+)
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1250px;
@@ -108,24 +118,137 @@ def _num(x: Any, digits: int = 2) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the tables
-def leaderboard_rows(report: Report, marker: str) -> tuple[list[str], list[list[Any]]]:
-    lb = report.leaderboard
-    best = best_configurations(lb)
-    metrics = [m for m in METRICS if lb[f"{m[0]}_mean"].notna().any()]
-    headers = ["rank", "configuration", "n (seeds)"] + [
-        f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip() for _, label, better in metrics
-    ]
+def _yes_no(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else "yes" if x else "no"
+
+
+UNCONVERGED_NOTE = (
+    "None of these configurations' runs was ended by its stopping rule, so their numbers may still be moving: "
+    "they are not ranked, not marked best and never the baseline of the significance tests. Stopped by: each "
+    "run's stop reason. Slope: least-squares slope of the monitored validation metric over each run's last "
+    "validations, per 1,000 training steps (mean ± std over seeds; for perplexity, negative = still improving)."
+)
+CURVE_NOTE = (
+    "Validation metrics against the training step (logs/metrics.csv), one line per configuration: the mean over "
+    "the seeds its table row is over (its converged seeds where it has any), aligned on the validation steps "
+    "they all logged; the band is ± 1 sample std over those seeds (none for one seed). Dashed: a configuration "
+    "without a converged run."
+)
+
+
+def _diagonal_note(report: Report) -> str:
+    if report.diagonal.empty:
+        return ""
+    return (
+        f"{DIAGONAL_LABEL}: target word t linked to source word round(t·|x|/|y|), scored on the same gold "
+        "sentences (mean over the table's runs, per gold set); AER below diagonal: the configuration's mean AER is "
+        "lower than that baseline's."
+    )
+
+
+def convergence_line(report: Report) -> str:
+    """One line: what "converged" means in this report (the runs' stopping rule) and what is not ranked."""
+    patience = sorted({int(p) for p in report.stopping.get("train.early_stopping", []) if isinstance(p, int | float)})
+    metric = sorted({str(m) for m in report.runs.get("val_metric", pd.Series(dtype=object)).dropna()})
+    what = " or ".join(metric or map(str, report.stopping.get("train.early_stopping_metric", [])))
+    what = what or "the monitored validation metric"
+    if patience == [0] and not report.runs["converged"].any():
+        rule = f"train.early_stopping = 0 in these runs: the rule is off, so none can converge; it monitors {what}"
+    elif any(patience):
+        n = " or ".join(str(p) for p in patience if p)
+        rule = f"{n} validations in a row without an improvement of {what}"
+    else:
+        rule = f"train.early_stopping validations in a row without an improvement of {what}"
+    return (
+        f"Converged = training was ended by its stopping rule ({rule}). Runs stopped by a budget (max_steps, "
+        "max_epochs, max_time), by a non-finite metric, or trained before the rule existed are not converged and "
+        "not ranked: the leaderboard ranks converged seeds only, and configurations without any are listed apart."
+    )
+
+
+def _metric_columns(table: pd.DataFrame, has_diagonal: bool) -> list[tuple[str, str, str | None]]:
+    """The metrics with a value in the table (AER and its precision/recall also where only the baseline has
+    one)."""
+    always = ("aer", "alignment_precision", "alignment_recall") if has_diagonal else ()
+    return [m for m in METRICS if m[0] in always or table[f"{m[0]}_mean"].notna().any()]
+
+
+def _config_rows(
+    table: pd.DataFrame, diagonal: pd.DataFrame, marker: str, lead: list[tuple[str, Any]], best=None
+) -> tuple[list[str], list[list[Any]]]:
+    """Rows of a per-configuration table (leaderboard or unconverged): the `lead` columns (header, function of
+    the row), then mean ± std per metric, `AER below diagonal` after the AER columns where a positional
+    baseline exists, and one row per baseline (gold set) at the end."""
+    best = best or {}
+    has_diag = len(diagonal) > 0
+    metrics = _metric_columns(table, has_diag)
+    keys = [k for k, _, _ in metrics]
+    after = "aer_threshold" if "aer_threshold" in keys else "aer"  # `AER below diagonal` follows the AER columns
+    headers = [h for h, _ in lead]
+    for key, label, better in metrics:
+        headers.append(f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip())
+        if key == after and has_diag:
+            headers.append("AER below diagonal")
     rows = []
-    for _, r in lb.iterrows():
-        row: list[Any] = [int(r["rank"]), r["configuration"], f"{int(r['n'])} ({r['seeds']})"]
+    for _, r in table.iterrows():
+        row: list[Any] = [f(r) for _, f in lead]
         for key, _, _ in metrics:
             text = fmt_mean_std(r[f"{key}_mean"], r[f"{key}_std"], DIGITS.get(key, 2))
             if r[f"{key}_n"] and r[f"{key}_n"] != r["n"]:
                 text += f" (n={int(r[f'{key}_n'])})"
             is_best = r["configuration"] in best.get(key, ())
             row.append(Cell(text + (f" {marker}" if is_best else ""), "best" if is_best else ""))
+            if key == after and has_diag:
+                row.append(_yes_no(r.get("below_diagonal")))
+        rows.append(row)
+    several = len(diagonal) > 1
+    for _, d in diagonal.iterrows():
+        label = DIAGONAL_LABEL + (f", gold {d['gold']}" if several else "")
+        row = []
+        for h, _ in lead:
+            row.append(label if h == "configuration" else f"{int(d['aer_n'])} runs" if h.startswith("n ") else "–")
+        for key, _, _ in metrics:
+            if key == "aer":
+                row.append(fmt_mean_std(d["aer_mean"], d["aer_std"], 3))
+            elif key in ("alignment_precision", "alignment_recall"):
+                row.append(fmt_mean_std(d[f"{key}_mean"], np.nan, 3))
+            else:
+                row.append("–")
+            if key == after:
+                row.append("–")
         rows.append(row)
     return headers, rows
+
+
+def leaderboard_rows(report: Report, marker: str) -> tuple[list[str], list[list[Any]]]:
+    lb = report.leaderboard
+    lead = [
+        ("rank", lambda r: int(r["rank"])),
+        ("configuration", lambda r: r["configuration"]),
+        ("n (seeds)", lambda r: f"{int(r['n'])} ({r['seeds']})"),
+        ("converged", lambda r: r["convergence"]),
+    ]
+    diag = report.diagonal[report.diagonal["table"] == "leaderboard"]
+    return _config_rows(lb, diag, marker, lead, best_configurations(lb))
+
+
+def _slope_text(r) -> str:
+    text = fmt_mean_std(r["val_metric_slope_mean"], r["val_metric_slope_std"], 3)
+    return text if text == "–" else f"{text} {r['val_metric'] or ''}/1k steps".replace(" /", "/")
+
+
+def unconverged_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    """The configurations none of whose runs converged: why each run stopped, the monitored metric's slope over
+    its last validations (how far from flat it still was), and the leaderboard's columns over all its runs."""
+    lead = [
+        ("configuration", lambda r: r["configuration"]),
+        ("n (seeds)", lambda r: f"{int(r['n'])} ({r['seeds']})"),
+        ("stopped by", lambda r: r["stop_reasons"]),
+        ("slope of the monitored metric (last validations)", _slope_text),
+        ("best step", lambda r: fmt_mean_std(r["best_step_mean"], r["best_step_std"], 0)),
+    ]
+    diag = report.diagonal[report.diagonal["table"] == "unconverged"]
+    return _config_rows(report.unconverged, diag, "", lead)
 
 
 def significance_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
@@ -140,6 +263,7 @@ def significance_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
         "p < 0.05",
         "sentences",
         "paired on",
+        "converged",
     ]
     rows = []
     for _, r in report.significance.iterrows():
@@ -156,23 +280,32 @@ def significance_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
                 Cell("yes" if sig else "no", "sig" if sig else "nsig"),
                 int(r["sentences"]),
                 r["paired on"],
+                r["converged"],
             ]
         )
     return headers, rows
 
 
 def ours_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    lb = report.leaderboard
-    headers = ["configuration", "BLEU (sacreBLEU)", "AER", "n"]
-    rows = [
-        [
-            r["configuration"],
-            fmt_mean_std(r["bleu_mean"], r["bleu_std"]),
-            fmt_mean_std(r["aer_mean"], r["aer_std"], 3),
-            int(r["n"]),
-        ]
-        for _, r in lb.iterrows()
-    ]
+    headers = ["configuration", "converged", "BLEU (sacreBLEU)", "AER", "AER below diagonal", "n"]
+    rows = []
+    for table in (report.leaderboard, report.unconverged):
+        for _, r in table.iterrows():
+            rows.append(
+                [
+                    r["configuration"],
+                    r["convergence"],
+                    fmt_mean_std(r["bleu_mean"], r["bleu_std"]),
+                    fmt_mean_std(r["aer_mean"], r["aer_std"], 3),
+                    _yes_no(r.get("below_diagonal")),
+                    int(r["n"]),
+                ]
+            )
+    several = report.diagonal["gold"].nunique() > 1
+    for _, d in report.diagonal.iterrows():
+        where = f"{d['table']} runs" + (f", gold {d['gold']}" if several else "")
+        row = [f"{DIAGONAL_LABEL} ({where})", "–", "–", fmt_mean_std(d["aer_mean"], d["aer_std"], 3), "–"]
+        rows.append([*row, int(d["aer_n"])])
     return headers, rows
 
 
@@ -205,27 +338,41 @@ RUN_COLS = [
     ("run", "run"),
     ("configuration", "configuration"),
     ("seed", "seed"),
+    ("converged", "converged"),
     ("bleu", "BLEU"),
     ("chrf", "chrF"),
     ("aer", "AER"),
+    ("aer_threshold", "AER (threshold)"),
+    ("aer_diagonal", "AER (diagonal)"),
+    ("below_diagonal", "AER below diagonal"),
     ("length_drop", "length drop"),
     ("params", "params"),
     ("train_tokens_per_sec", "train tok/s"),
     ("steps", "steps"),
+    ("best_step", "best step"),
+    ("val_metric_slope", "slope /1k steps"),
     ("run_dir", "run directory"),
 ]
+RUN_TEXT = ("run", "configuration", "run_dir", "seed")
+OPTIONAL_RUN_COLS = ("aer_threshold", "aer_diagonal", "below_diagonal", "best_step", "val_metric_slope")
+
+
+def _run_cell(r, key: str) -> Any:
+    if key in RUN_TEXT:
+        return r[key]
+    if key == "converged":
+        return "yes" if r["converged"] else f"no: {r['stop_reason']}"
+    if key == "below_diagonal":
+        return _yes_no(r[key])
+    if key == "val_metric_slope" and not pd.isna(r[key]):
+        return f"{r[key]:.3f} {r.get('val_metric') or ''}".strip()
+    return _num(r[key], 3 if key.startswith("aer") else DIGITS.get(key, 2))
 
 
 def runs_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    cols = [(k, h) for k, h in RUN_COLS if k in report.runs]
-    rows = []
-    for _, r in report.runs.iterrows():
-        rows.append(
-            [
-                _num(r[k], DIGITS.get(k, 2)) if k not in ("run", "configuration", "run_dir", "seed") else r[k]
-                for k, _ in cols
-            ]
-        )
+    runs = report.runs
+    cols = [(k, h) for k, h in RUN_COLS if k in runs and (k not in OPTIONAL_RUN_COLS or runs[k].notna().any())]
+    rows = [[_run_cell(r, k) for k, _ in cols] for _, r in runs.iterrows()]
     return [h for _, h in cols], rows
 
 
@@ -238,19 +385,26 @@ def config_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
 def configurations_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
     keys = report.group_keys
     headers = ["configuration", *keys, "runs"]
-    rows = [[r["configuration"], *[r.get(k) for k in keys], r["runs"]] for _, r in report.leaderboard.iterrows()]
+    rows = [
+        [r["configuration"], *[r.get(k) for k in keys], r["runs"]]
+        for table in (report.leaderboard, report.unconverged)
+        for _, r in table.iterrows()
+    ]
     return headers, rows
 
 
 # ------------------------------------------------------------------------------------------ figures
 def _first_run(report: Report, label: str):
-    return next((r for r in report.groups[label] if r.run_dir is not None), None)
+    """The configuration's first seed with a run directory, among the runs its numbers are over."""
+    counted = report.counted.get(label)
+    runs = [r for r in report.groups[label] if counted is None or r.name in counted]
+    return next((r for r in runs if r.run_dir is not None), None)
 
 
 def example_rows(report: Report, index: int) -> tuple[list[str], list[list[Any]], str | None, str | None]:
     """Source, reference and each configuration's hypothesis (its first seed) for test sentence `index`."""
     rows, src_text, ref_text = [], None, None
-    for label in report.leaderboard["configuration"]:
+    for label in report.configurations:
         run = _first_run(report, label)
         if run is None:
             continue
@@ -271,7 +425,7 @@ def example_rows(report: Report, index: int) -> tuple[list[str], list[list[Any]]
 
 def attention_panels(report: Report, index: int) -> list:
     panels = []
-    for label in report.leaderboard["configuration"]:
+    for label in report.configurations:
         run = _first_run(report, label)
         z = read_attention(run.run_dir) if run is not None else None
         if z is None or f"attn_{index}" not in z.files:
@@ -292,7 +446,7 @@ def animation_for(report: Report, index: int) -> tuple[bytes | None, str]:
     from harness.errors import HarnessError
     from harness.report.animate import animate
 
-    for label in report.leaderboard["configuration"]:
+    for label in report.configurations:
         run = _first_run(report, label)
         if run is None:
             continue
@@ -306,13 +460,57 @@ def animation_for(report: Report, index: int) -> tuple[bytes | None, str]:
     return None, ""
 
 
+CURVE_METRICS = ("val_ppl", "val_bleu", "val_aer")  # learning-curve plots, each where any run logged the metric
+
+
+def curve_file(metric: str) -> str:
+    return f"learning_curve_{metric}.png"
+
+
+def learning_curve_figures(report: Report) -> tuple[dict[str, bytes], list[str]]:
+    """metric -> PNG of its learning curves (tables.curve_stats), and notes on curves left out."""
+    from harness.report import plots
+
+    stats, notes = report.curve_stats()
+    unconverged = set(report.unconverged.get("configuration", []))
+    legend = {}
+    for _, r in report.leaderboard.iterrows():
+        if r["n_converged"] < r["n_runs"]:
+            legend[r["configuration"]] = f"converged seeds {r['seeds']} of {r['n_runs']}"
+    out = {}
+    for metric in CURVE_METRICS:
+        png = plots.learning_curve(stats, metric, report.configurations, unconverged, legend)
+        if png:
+            out[metric] = png
+    return out, notes
+
+
+def _all_configurations(report: Report) -> pd.DataFrame:
+    tables = [t for t in (report.leaderboard, report.unconverged) if len(t)]
+    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else (tables or [report.leaderboard])[0]
+
+
 def figures(report: Report, index: int, with_animation: bool = True) -> dict[str, Any]:
     from harness.report import plots
 
-    order = list(report.leaderboard["configuration"])
+    order = report.configurations
+    diag = report.diagonal
+    golds, tables = diag["gold"].nunique() > 1, diag["table"].nunique() > 1
+    if not golds and len({round(float(v), 9) for v in diag["aer_mean"]}) == 1:  # one gold set, one value
+        diag, tables = diag.iloc[:1], False
+    baselines = []
+    for _, d in diag.iterrows():
+        where = ([f"{d['table']} runs"] if tables else []) + ([f"gold {d['gold']}"] if golds else [])
+        name = DIAGONAL_LABEL + (f" ({', '.join(where)})" if where else "")
+        baselines.append((name, float(d["aer_mean"])))
+    curves, curve_notes = learning_curve_figures(report)
+    counted = {n for names in report.counted.values() for n in names}
+    unconverged = set(report.unconverged.get("configuration", []))
     figs: dict[str, Any] = {
-        "length": plots.bleu_by_length(report.by_length, order),
-        "aer": plots.metric_bars(report.leaderboard, "aer", "AER", True),
+        "curves": curves,
+        "curve_notes": curve_notes,
+        "length": plots.bleu_by_length(report.by_length[report.by_length["run"].isin(counted)], order),
+        "aer": plots.metric_bars(_all_configurations(report), "aer", "AER", True, unconverged, baselines),
         "cost": plots.bleu_vs_cost(report.leaderboard),
         "attention": plots.attention_grid(attention_panels(report, index)),
         "optuna": plots.optuna_plots(report.source.study),
@@ -339,24 +537,47 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
         f"{esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))} by <code>harness report</code>.</p>",
     ]
     lb_note = (
-        f"One row per configuration (runs grouped by every config key that varies except the seed: "
-        f"{', '.join(report.group_keys) or 'none'}). Values are mean ± sample standard deviation over seeds "
-        f"(ddof = 1; no ± when n = 1). ★ marks the best mean per column (↑ higher is better, ↓ lower). "
-        f"Sorted by the study objective: {_objective_text(report)}. BLEU/chrF are sacreBLEU on detokenized "
-        f"test hypotheses; AER/precision/recall from forced-decoding attention against gold alignments; "
-        f"length drop = BLEU of the shortest minus the longest well-filled length bucket."
+        f"One row per converged configuration (runs grouped by every config key that varies except the seed: "
+        f"{', '.join(report.group_keys) or 'none'}), its numbers over its converged seeds only. Values are mean "
+        f"± sample standard deviation over seeds (ddof = 1; no ± when n = 1). ★ marks the best mean per column "
+        f"(↑ higher is better, ↓ lower). Sorted by the study objective: {_objective_text(report)}. BLEU/chrF are "
+        f"sacreBLEU on detokenized test hypotheses; AER/precision/recall from forced-decoding attention against "
+        f"gold alignments (argmax links; AER (threshold): every link above eval.align_threshold). "
+        f"{_diagonal_note(report)} Length drop = BLEU of the shortest minus the longest well-filled length bucket."
     )
+    lb_parts = [f'<p class="note"><b>{esc(convergence_line(report))}</b></p>', f'<p class="note">{esc(lb_note)}</p>']
+    if report.leaderboard.empty:
+        lb_parts.append('<p class="muted">No configuration converged: nothing is ranked (see the next table).</p>')
+    lb_parts.append(table_html(H, R, {1, 2, 3}, "leaderboard"))
+    parts.append(_section("Leaderboard (converged configurations)", *lb_parts, id_="leaderboard-section"))
+    if len(report.unconverged):
+        H, R = unconverged_rows(report)
+        parts.append(
+            _section(
+                "Not ranked: configurations without a converged run",
+                f'<p class="note">{esc(UNCONVERGED_NOTE)}</p>',
+                table_html(H, R, {0, 1, 2, 3}, "unconverged"),
+                id_="unconverged-section",
+            )
+        )
+    curve_parts = [
+        f"<h3>{esc(CURVE_TITLES[m])}</h3>" + img(figs["curves"][m], alt=f"learning curve {m}")
+        for m in CURVE_METRICS
+        if figs.get("curves", {}).get(m)
+    ]
+    if curve_parts:
+        curve_parts.insert(0, f'<p class="note">{esc(CURVE_NOTE)}</p>')
+        curve_parts += [f'<p class="note">{esc(n)}</p>' for n in figs.get("curve_notes", [])]
     parts.append(
         _section(
-            "Leaderboard",
-            f'<p class="note">{esc(lb_note)}</p>',
-            table_html(H, R, {1, 2}, "leaderboard"),
-            id_="leaderboard-section",
+            "Learning curves",
+            *(curve_parts or ['<p class="muted">no validation logs (logs/metrics.csv) in these runs</p>']),
+            id_="curves-section",
         )
     )
     H, R = significance_rows(report)
     sig = [f'<p class="note">{esc(report.bootstrap_note)}</p>']
-    sig.append(table_html(H, R, {0, 1, 2, 9}, "significance") if R else '<p class="muted">no comparisons</p>')
+    sig.append(table_html(H, R, {0, 1, 2, 9, 10}, "significance") if R else '<p class="muted">no comparisons</p>')
     parts.append(_section("Significance (paired bootstrap)", *sig, id_="significance-section"))
     Ho, Ro = ours_rows(report)
     Hp, Rp = papers_rows(report)
@@ -379,9 +600,14 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
             + img(figs["length"], alt="BLEU by source length")
         )
     if figs.get("aer"):
-        plot_parts.append("<h3>Alignment error rate by configuration</h3>" + img(figs["aer"], alt="AER"))
+        plot_parts.append(
+            "<h3>Alignment error rate by configuration (dashed line: positional baseline)</h3>"
+            + img(figs["aer"], alt="AER")
+        )
     if figs.get("cost"):
-        plot_parts.append("<h3>BLEU against size and speed</h3>" + img(figs["cost"], alt="BLEU vs cost"))
+        plot_parts.append(
+            "<h3>BLEU against size and speed (converged configurations)</h3>" + img(figs["cost"], alt="BLEU vs cost")
+        )
     for name, data in (figs.get("optuna") or {}).items():
         plot_parts.append(f"<h3>Optuna: {esc(name)}</h3>" + img(data, alt=name))
     parts.append(_section("Plots", *(plot_parts or ['<p class="muted">nothing to plot</p>']), id_="plots-section"))
@@ -430,18 +656,28 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
     )
 
 
-def render_markdown(report: Report, index: int) -> str:
+def render_markdown(report: Report, index: int, curves: list[str] = ()) -> str:
+    """README.md of the report; `curves`: the metrics whose learning-curve PNG (curve_file) sits beside it."""
     out = [f"# {md(report.title)}", "", md(source_description(report)) + ".", ""]
     H, R = leaderboard_rows(report, "**(best)**")
     out += [
-        "## Leaderboard",
+        "## Leaderboard (converged configurations)",
         "",
-        f"Mean ± sample std over seeds; (best) marks the best mean per column; sorted by "
-        f"{md(_objective_text(report))}.",
+        f"**{md(convergence_line(report))}**",
         "",
-        table_md(H, R),
+        f"Mean ± sample std over the converged seeds; (best) marks the best mean per column; sorted by "
+        f"{md(_objective_text(report))}. {md(_diagonal_note(report))}",
+        "",
+        table_md(H, R) if len(report.leaderboard) else "_No configuration converged: nothing is ranked._",
         "",
     ]
+    if len(report.unconverged):
+        H, R = unconverged_rows(report)
+        out += ["## Not ranked: configurations without a converged run", "", md(UNCONVERGED_NOTE), ""]
+        out += [table_md(H, R), ""]
+    if curves:
+        out += ["## Learning curves", "", md(CURVE_NOTE), ""]
+        out += [f"![{md(CURVE_TITLES[m])}]({curve_file(m)})\n" for m in CURVE_METRICS if m in curves]
     H, R = significance_rows(report)
     out += ["## Significance (paired bootstrap)", "", md(report.bootstrap_note), "", table_md(H, R), ""]
     H, R = ours_rows(report)
@@ -467,18 +703,27 @@ def render_markdown(report: Report, index: int) -> str:
     out += ["## Runs", "", table_md(H, R), ""]
     if report.notes:
         out += ["## Notes", ""] + [f"- {md(n)}" for n in report.notes] + [""]
-    out += ["Plots, attention heatmaps and the decoding animation are in index.html.", ""]
+    out += ["The other plots, attention heatmaps and the decoding animation are in index.html.", ""]
     return "\n".join(out)
 
 
 def render(report: Report, output_dir: str | Path, index: int = 0, with_animation: bool = True) -> Path:
-    """Write index.html, README.md and the CSVs to `output_dir`; returns the path of index.html."""
+    """Write index.html, README.md, the learning-curve PNGs and the CSVs to `output_dir`; returns the path of
+    index.html."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs = figures(report, index, with_animation)
+    for metric in CURVE_METRICS:
+        if metric in figs["curves"]:
+            atomic_write_bytes(out / curve_file(metric), figs["curves"][metric])
+        else:
+            (out / curve_file(metric)).unlink(missing_ok=True)  # left by an earlier report in this folder
     atomic_write_text(out / "index.html", render_html(report, figs, index))
-    atomic_write_text(out / "README.md", render_markdown(report, index))
+    atomic_write_text(out / "README.md", render_markdown(report, index, list(figs["curves"])))
     atomic_write_text(out / "leaderboard.csv", report.leaderboard.to_csv(index=False))
+    atomic_write_text(out / "unconverged.csv", report.unconverged.to_csv(index=False))
+    atomic_write_text(out / "diagonal.csv", report.diagonal.to_csv(index=False))
+    atomic_write_text(out / "learning_curves.csv", report.learning_curves.to_csv(index=False))
     atomic_write_text(out / "runs.csv", report.runs.to_csv(index=False))
     atomic_write_text(out / "significance.csv", report.significance.to_csv(index=False))
     atomic_write_text(out / "by_length.csv", report.by_length.to_csv(index=False))

@@ -2,12 +2,14 @@
 
 Everything is read from files: the study's trials (user attributes `metrics`, `run_dir`, `config`, `seed`,
 written by `harness sweep`) and each run directory's `config.yaml`, `metrics.json`, `test.hyp`,
-`attention/test.npz`. The report never imports model code.
+`attention/test.npz`, `logs/metrics.csv` (the validation curve). The report never imports model code.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,11 @@ from typing import Any
 
 from harness.config import flatten, read_yaml
 from harness.errors import HarnessError
+from harness.metrics.keys import VALIDATION
 from harness.paths import PROJECT_ROOT
+
+# stop_reason of a run whose metrics.json predates the stopping rule (no `converged` / `stop_reason` keys)
+LEGACY_STOP_REASON = "unknown (trained before the stopping rule)"
 
 
 @dataclass
@@ -31,6 +37,18 @@ class RunRecord:
     @property
     def seed(self) -> Any:
         return self.config.get("seed", self.metrics.get("seed"))
+
+    @property
+    def converged(self) -> bool:
+        """True only when the stopping rule ended training (metrics.json `converged`); runs written before the
+        key existed are not."""
+        return self.metrics.get("converged") is True
+
+    @property
+    def stop_reason(self) -> str:
+        """metrics.json `stop_reason` (early_stopping, max_steps, max_epochs, max_time, non_finite_metric)."""
+        reason = self.metrics.get("stop_reason")
+        return str(reason) if reason else LEGACY_STOP_REASON
 
 
 @dataclass
@@ -202,6 +220,38 @@ def read_hypotheses(run_dir: Path, split: str = "test") -> list[str] | None:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def read_validation_log(run_dir: Path, final_step: int | None = None) -> list[dict]:
+    """The validation rows of the run's logs/metrics.csv (Lightning's CSVLogger): [{"step", "val_ppl", ...}].
+
+    `step` is the training step (optimizer steps so far) the validation scored, as metrics.json's `best_step`
+    counts it: Lightning logs a validation during fit at global_step - 1, so the CSV step + 1; the final
+    validation after fit (weights not validated at a multiple of val_every) is logged at global_step itself,
+    hence the cap at `final_step` (metrics.json `steps`). A step validated twice keeps its last row. Empty and
+    non-finite cells are left out; [] when the file is absent.
+    """
+    path = run_dir / "logs" / "metrics.csv"
+    if not path.is_file():
+        return []
+    by_step: dict[int, dict] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            values = {}
+            for key in VALIDATION:
+                try:
+                    v = float(row.get(key) or "nan")
+                except ValueError:
+                    continue
+                if math.isfinite(v):
+                    values[key] = v
+            if not values or not (row.get("step") or "").strip():
+                continue
+            step = int(float(row["step"])) + 1
+            if final_step is not None and final_step > 0:
+                step = min(step, int(final_step))
+            by_step[step] = {"step": step, **values}
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def read_attention(run_dir: Path, split: str = "test", forced: bool = False):

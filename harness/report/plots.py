@@ -1,5 +1,5 @@
-"""Report figures as PNG bytes (matplotlib Agg): BLEU by source length, AER, BLEU vs size/speed, Optuna
-plots, attention heatmaps. Every function returns None when there is nothing to draw."""
+"""Report figures as PNG bytes (matplotlib Agg): learning curves, BLEU by source length, AER, BLEU vs
+size/speed, Optuna plots, attention heatmaps. Every function returns None when there is nothing to draw."""
 
 from __future__ import annotations
 
@@ -108,20 +108,87 @@ def bleu_by_length(by_len: pd.DataFrame, order: list[str]) -> bytes | None:
     return to_png(fig)
 
 
-def metric_bars(lb: pd.DataFrame, key: str, label: str, lower_is_better: bool) -> bytes | None:
-    """Mean per configuration with ± std error bars (e.g. AER)."""
+def metric_bars(
+    lb: pd.DataFrame,
+    key: str,
+    label: str,
+    lower_is_better: bool,
+    unconverged: set[str] = frozenset(),
+    baselines: list[tuple[str, float]] = (),
+) -> bytes | None:
+    """Mean per configuration with ± std error bars (e.g. AER); unconverged configurations hatched and labelled,
+    each baseline (name, value) a dashed vertical line (e.g. the positional AER baseline)."""
     d = lb.dropna(subset=[f"{key}_mean"])
     if d.empty:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(d) + 1.5))
     y = np.arange(len(d))
-    ax.barh(y, d[f"{key}_mean"], xerr=d[f"{key}_std"].fillna(0.0), color="#4c72b0", alpha=0.85, capsize=3)
+    bad = [c in unconverged for c in d["configuration"]]
+    bars = ax.barh(y, d[f"{key}_mean"], xerr=d[f"{key}_std"].fillna(0.0), color="#4c72b0", alpha=0.85, capsize=3)
+    for bar, b in zip(bars, bad):
+        if b:
+            bar.set_hatch("//")
+            bar.set_alpha(0.45)
     ax.set_yticks(y)
-    ax.set_yticklabels([plain(c) for c in d["configuration"]], fontsize=8)
+    ax.set_yticklabels(
+        [plain(c) + (" (unconverged)" if b else "") for c, b in zip(d["configuration"], bad)], fontsize=8
+    )
     ax.invert_yaxis()
+    for (name, value), color in zip(baselines, ("#c44e52", "#dd8452", "#8172b3", "#937860")):
+        ax.axvline(value, color=color, linestyle="--", linewidth=1.4, label=plain(f"{name}: {value:.3f}"))
+    if baselines:
+        ax.legend(fontsize=7, loc="best")
     ax.set_xlabel(f"{label} ({'lower' if lower_is_better else 'higher'} is better; bars: ± 1 std over seeds)")
     ax.grid(axis="x", alpha=0.3)
     return to_png(fig)
+
+
+CURVE_TITLES = {
+    "val_ppl": "validation perplexity",
+    "val_bleu": "validation BLEU (greedy)",
+    "val_aer": "validation AER (gold dev sentences)",
+    "val_loss": "validation loss",
+}
+
+
+def learning_curve(
+    stats: pd.DataFrame, metric: str, order: list[str], unconverged: set[str], notes: dict[str, str]
+) -> bytes | None:
+    """One metric against the training step: a line per configuration, the mean over its seeds with a ± 1 std
+    band (stats from tables.curve_stats). Unconverged configurations are dashed and say so in the legend;
+    `notes[configuration]` is appended to its legend entry (e.g. which seeds the line is over)."""
+    if stats[stats["metric"] == metric].empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    draw_learning_curve(ax, stats, metric, order, unconverged, notes)
+    return to_png(fig)
+
+
+def draw_learning_curve(
+    ax, stats: pd.DataFrame, metric: str, order: list[str], unconverged: set[str], notes: dict[str, str]
+) -> None:
+    """learning_curve's lines and bands on `ax` (solid: a ranked configuration; dashed: an unconverged one)."""
+    d = stats[stats["metric"] == metric]
+    for label in order:
+        g = d[d["configuration"] == label].sort_values("step")
+        if g.empty:
+            continue
+        x, mean, std = g["step"].to_numpy(), g["mean"].to_numpy(), g["std"].fillna(0.0).to_numpy()
+        bad = label in unconverged
+        text = label + (" (unconverged)" if bad else "") + (f" ({notes[label]})" if notes.get(label) else "")
+        (line,) = ax.plot(
+            x, mean, linestyle="--" if bad else "-", marker="." if len(x) < 30 else None, label=plain(text)
+        )
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
+    if metric == "val_ppl" and (d["mean"] > 0).all() and d["mean"].max() / max(d["mean"].min(), 1e-9) > 20:
+        ax.set_yscale("log")  # perplexity falls by orders of magnitude early on
+    ax.set_xlabel("training step")
+    ax.set_ylabel(CURVE_TITLES.get(metric, metric))
+    ax.set_title(
+        f"{CURVE_TITLES.get(metric, metric)}: mean over seeds, band ± 1 std; dashed = unconverged", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
 
 
 def bleu_vs_cost(lb: pd.DataFrame) -> bytes | None:

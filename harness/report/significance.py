@@ -1,6 +1,9 @@
-"""Paired bootstrap resampling (Koehn 2004) of each configuration against the best one and against the
-no-attention control, with sacreBLEU's implementation (`sacrebleu.significance.PairedTest`, the code behind
+"""Paired bootstrap resampling (Koehn 2004) of each configuration against the best converged one and against
+the no-attention control, with sacreBLEU's implementation (`sacrebleu.significance.PairedTest`, the code behind
 `sacrebleu --paired-bs`).
+
+A configuration's hypotheses are those of the runs its table row is over: its converged seeds, or all of its
+seeds when none converged (such a configuration is compared, but is never the "best" baseline).
 
 Pooling over seeds: a configuration's test hypotheses are the concatenation of its runs' `test.hyp` in seed
 order, the references repeated once per seed. Two configurations are paired on the seeds they share (seed k
@@ -32,10 +35,13 @@ SIGNIFICANCE_COLUMNS = [
     "significant",
     "sentences",
     "paired on",
+    "converged",
 ]
 ALPHA = 0.05
 NOTE = (
-    "Paired bootstrap resampling (Koehn 2004) with sacreBLEU's `--paired-bs` implementation: {n} "
+    "Paired bootstrap resampling (Koehn 2004) with sacreBLEU's `--paired-bs` implementation, against the best "
+    "converged configuration (leaderboard rank 1) and the best no-attention control; a configuration counts "
+    "its converged seeds only (all seeds for an unconverged one, which is compared but never a baseline). {n} "
     "resamples of the test sentences (with replacement, the same sentences for both systems; seeds pooled "
     "by concatenating each configuration's test.hyp in seed order against the references repeated per "
     "seed), random seed {seed}. p is the share of resamples whose mean-centred absolute BLEU difference "
@@ -174,33 +180,49 @@ def is_control(config: dict) -> bool:
     return config.get("model.score") == "none" or config.get("model.arch") == "seq2seq"
 
 
+def _converged_text(row) -> str:
+    n, ok = int(row["n_runs"]), int(row["n_converged"])
+    return "yes" if ok == n else "no" if ok == 0 else f"{ok}/{n}"
+
+
 def significance_table(
     lb: pd.DataFrame,
     groups: dict[str, list[RunRecord]],
     n_samples: int = 1000,
     seed: int = 12345,
     references: References | None = None,
+    unconverged: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Rows: each configuration vs the best one (leaderboard rank 1) and vs the best no-attention control.
+    """Rows: each configuration vs the best converged one (leaderboard rank 1) and vs the best no-attention
+    control (a converged one where there is one). `groups` holds the runs to pool per configuration; the
+    `unconverged` table's configurations are compared too, after the leaderboard's.
 
     Returns the table, the bootstrap signatures used and notes on comparisons that were skipped.
     """
     references = references or References()
+    unconverged = unconverged if unconverged is not None else pd.DataFrame(columns=lb.columns)
+    status = {r["configuration"]: _converged_text(r) for t in (lb, unconverged) for _, r in t.iterrows()}
     pooled: dict[str, _Pooled] = {}
     notes: list[str] = []
-    for label in lb["configuration"]:
+    ranked = list(lb["configuration"])
+    for label in [*ranked, *unconverged["configuration"]]:
         p, why = _pool(groups[label], references)
         if p is None:
             notes.append(f"{label}: left out of the significance tests ({why})")
         else:
             pooled[label] = p
-    order = [c for c in lb["configuration"] if c in pooled]
+    order = [c for c in [*ranked, *unconverged["configuration"]] if c in pooled]
     baselines = []
-    if order:
-        baselines.append(("best", order[0]))
+    best = [c for c in ranked if c in pooled]
+    if best:
+        baselines.append(("best", best[0]))
+    elif order:
+        notes.append("no converged configuration: nothing compared with a best configuration")
     controls = [c for c in order if is_control(groups[c][0].config)]
     if controls:
         baselines.append(("no-attention control", controls[0]))
+        if controls[0] not in ranked:
+            notes.append(f"the no-attention control {controls[0]} did not converge (compared all the same)")
     elif order:
         notes.append("no no-attention control (model.score none / model.arch seq2seq) among the configurations")
     rows, signatures = [], set()
@@ -225,6 +247,7 @@ def significance_table(
                     "significant": bool(r.p_value < ALPHA),
                     "sentences": len(refs),
                     "paired on": how,
+                    "converged": status.get(label, "?"),
                 }
             )
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS), sorted(signatures), notes

@@ -1,5 +1,11 @@
-"""pandas tables of a report: runs (one row per run), leaderboard (one row per configuration, mean ± std over
-seeds), BLEU by source length, and the paper anchors from papers.yaml."""
+"""pandas tables of a report: runs (one row per run), leaderboard (one row per converged configuration, mean ±
+std over seeds, ranked), unconverged configurations (listed apart, not ranked), the positional AER baseline,
+BLEU by source length, and the paper anchors from papers.yaml.
+
+Converged: a run whose stopping rule ended training (metrics.json `converged`); one stopped by a budget
+(max_steps, max_epochs, max_time), by a non-finite metric, or trained before the rule existed is not. Only
+converged seeds count towards a ranked configuration's numbers; a configuration without any is listed apart.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from harness.report.load import RunRecord
+from harness.report.load import RunRecord, read_validation_log
 
 # (metrics.json key, column label, which way is better: "max" | "min" | None = not ranked)
 METRICS: list[tuple[str, str, str | None]] = [
     ("bleu", "BLEU", "max"),
     ("chrf", "chrF", "max"),
     ("aer", "AER", "min"),
+    ("aer_threshold", "AER (threshold)", "min"),
     ("alignment_precision", "precision", "max"),
     ("alignment_recall", "recall", "max"),
     ("length_drop", "length drop", "min"),
@@ -28,6 +35,20 @@ METRICS: list[tuple[str, str, str | None]] = [
 ]
 LABELS = {k: label for k, label, _ in METRICS}
 BETTER = {k: better for k, _, better in METRICS}
+# summarised per configuration (<key>_mean/_std/_n) but not leaderboard columns: the positional AER baseline
+# (a row of its own, diagonal_table) and how training ended
+EXTRA_STATS = [
+    "aer_diagonal",
+    "aer_diagonal_precision",
+    "aer_diagonal_recall",
+    "val_metric_slope",
+    "val_metric_best",
+    "best_step",
+    "validations",
+    "steps",
+]
+STATS = [k for k, _, _ in METRICS] + EXTRA_STATS
+DIAGONAL_LABEL = "positional baseline (diagonal)"
 
 ALWAYS_GROUP = ["model.arch", "model.score"]
 NEVER_GROUP_PREFIXES = ("tracking.", "_meta")
@@ -70,22 +91,38 @@ def _scalar_metrics(m: dict) -> dict:
     return {k: v for k, v in m.items() if not isinstance(v, list | dict)}
 
 
+def gold_of(metrics: dict, config: dict) -> str:
+    """The gold alignment set a run's AER is scored on (metrics.json `gold_alignments`), else its data set."""
+    gold = metrics.get("gold_alignments")
+    if gold:
+        return str(gold)
+    return str(config.get("data.gold_alignment") or config.get("data.name") or "?")
+
+
 def runs_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
-    """One row per run: run, configuration label, seed, every scalar metric, every config key."""
+    """One row per run: run, configuration label, seed, converged + stop_reason, every scalar metric, every
+    config key."""
     rows = []
     for r in runs:
         row: dict[str, Any] = {"run": r.name, "configuration": config_label(r.config, keys), "seed": r.seed}
         row.update({k: v for k, v in _scalar_metrics(r.metrics).items() if k != "seed"})
         row.update({k: v for k, v in r.config.items() if k != "seed"})
+        row["converged"] = r.converged
+        row["stop_reason"] = r.stop_reason
+        row["gold"] = gold_of(r.metrics, r.config)
         row["run_dir"] = str(r.run_dir) if r.run_dir is not None else None
         if r.trial is not None:
             row["trial"] = r.trial
         rows.append(row)
     df = pd.DataFrame(rows)
-    for key, _, _ in METRICS:
+    for key in STATS:
         if key not in df:
             df[key] = np.nan
         df[key] = pd.to_numeric(df[key], errors="coerce")
+    df["converged"] = df["converged"].astype(bool)
+    df["below_diagonal"] = [
+        bool(a < d) if not (math.isnan(a) or math.isnan(d)) else None for a, d in zip(df["aer"], df["aer_diagonal"])
+    ]
     return df
 
 
@@ -96,40 +133,114 @@ def _sort_value(x):
         return (1, str(x))
 
 
-def leaderboard(runs_df: pd.DataFrame, keys: list[str], objective: list[dict]) -> pd.DataFrame:
-    """One row per configuration: for each metric mean, sample std (ddof=1, NaN for n=1) and n over its seeds.
+def _seed_list(g: pd.DataFrame) -> str:
+    return ", ".join(str(x) for x in g["seed"].tolist())
 
-    Sorted by the study's objective (first objective first; NaN last); `rank` is the 1-based position.
-    """
-    rows = []
-    for label, g in runs_df.groupby("configuration", sort=False):
-        g = g.sort_values("seed", key=lambda s: s.map(_sort_value))
-        row: dict[str, Any] = {"configuration": label}
-        first = g.iloc[0]
-        for k in keys:
-            row[k] = first.get(k)
-        row["n"] = len(g)
-        row["seeds"] = ", ".join(str(s) for s in g["seed"].tolist())
-        for key, _, _ in METRICS:
-            vals = g[key].dropna().astype(float)
-            row[f"{key}_mean"] = float(vals.mean()) if len(vals) else np.nan
-            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else np.nan
-            row[f"{key}_n"] = len(vals)
-        row["runs"] = ", ".join(g["run"].tolist())
-        rows.append(row)
-    lb = pd.DataFrame(rows)
+
+def _unconverged_text(g: pd.DataFrame) -> str:
+    """`seed 3 max_epochs, seed 4 max_time` for the runs of g that did not converge."""
+    bad = g[~g["converged"]]
+    return ", ".join(f"seed {s} {why}" for s, why in zip(bad["seed"], bad["stop_reason"]))
+
+
+def convergence_text(g: pd.DataFrame) -> str:
+    """What a configuration's row says about convergence: `2/2 converged`, `2/3 converged; unconverged: seed 3
+    max_epochs; ranked on seeds 1, 2` or `0/2 converged; unconverged: seed 1 max_steps, seed 2 max_steps`."""
+    n, ok = len(g), int(g["converged"].sum())
+    text = f"{ok}/{n} converged"
+    if ok < n:
+        text += f"; unconverged: {_unconverged_text(g)}"
+        if ok:
+            text += f"; ranked on seed{'s' if ok > 1 else ''} {_seed_list(g[g['converged']])}"
+    return text
+
+
+def _config_row(label: str, g_all: pd.DataFrame, g: pd.DataFrame, keys: list[str]) -> dict[str, Any]:
+    """The row of one configuration: statistics over the runs `g` (its converged seeds, or all of them when it
+    has none), convergence over all its runs `g_all`."""
+    row: dict[str, Any] = {"configuration": label}
+    first = g_all.iloc[0]
+    for k in keys:
+        row[k] = first.get(k)
+    row["n"] = len(g)
+    row["seeds"] = _seed_list(g)
+    n_conv = int(g_all["converged"].sum())
+    row["n_runs"] = len(g_all)
+    row["n_converged"] = n_conv
+    row["converged"] = n_conv == len(g_all)
+    row["convergence"] = convergence_text(g_all)
+    row["stop_reasons"] = _unconverged_text(g_all)
+    metric = sorted({str(m) for m in g_all.get("val_metric", pd.Series(dtype=object)).dropna()})
+    row["val_metric"] = ", ".join(metric) if metric else None
+    golds = sorted(set(g.loc[g["aer"].notna() | g["aer_diagonal"].notna(), "gold"]))
+    row["gold"] = golds[0] if len(golds) == 1 else (", ".join(golds) if golds else None)
+    for key in STATS:
+        vals = g[key].dropna().astype(float)
+        row[f"{key}_mean"] = float(vals.mean()) if len(vals) else np.nan
+        row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else np.nan
+        row[f"{key}_n"] = len(vals)
+    row["runs"] = ", ".join(g["run"].tolist())
+    return row
+
+
+def _sorted(df: pd.DataFrame, objective: list[dict]) -> pd.DataFrame:
+    """Sorted by the study's objective (first objective first; NaN last)."""
+    if df.empty:
+        return df
     sort_cols, ascending = [], []
     for o in objective:
         col = f"{o['metric']}_mean"
-        if col not in lb:
+        if col not in df:
             continue
         sort_cols.append(col)
         ascending.append(o.get("direction", "maximize").startswith("min"))
     if not sort_cols:
         sort_cols, ascending = ["bleu_mean"], [False]
-    lb = lb.sort_values(sort_cols, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+    return df.sort_values(sort_cols, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _configurations(runs_df: pd.DataFrame):
+    for label, g in runs_df.groupby("configuration", sort=False):
+        yield label, g.sort_values("seed", key=lambda s: s.map(_sort_value))
+
+
+def counted_runs(runs_df: pd.DataFrame) -> dict[str, list[str]]:
+    """configuration -> the runs its numbers are over: its converged seeds, or all of them when none converged."""
+    out = {}
+    for label, g in _configurations(runs_df):
+        ok = g[g["converged"]]
+        out[label] = (ok if len(ok) else g)["run"].tolist()
+    return out
+
+
+def leaderboard(runs_df: pd.DataFrame, keys: list[str], objective: list[dict]) -> pd.DataFrame:
+    """One row per configuration with at least one converged seed: for each metric mean, sample std (ddof=1, NaN
+    for n=1) and n over its *converged* seeds; `convergence` says how many of its runs converged (and why the
+    others stopped).
+
+    Sorted by the study's objective (first objective first; NaN last); `rank` is the 1-based position.
+    Configurations without a converged seed are not here: see `unconverged_table`.
+    """
+    rows = [
+        _config_row(label, g, g[g["converged"]], keys) for label, g in _configurations(runs_df) if g["converged"].any()
+    ]
+    lb = _sorted(pd.DataFrame(rows, columns=_columns(keys)), objective)
     lb.insert(0, "rank", range(1, len(lb) + 1))
     return lb
+
+
+def unconverged_table(runs_df: pd.DataFrame, keys: list[str], objective: list[dict]) -> pd.DataFrame:
+    """One row per configuration none of whose runs converged (not ranked): the leaderboard's columns over all its
+    runs, with `stop_reasons` (seed and reason per run) and the monitored metric's slope over the last
+    validations (`val_metric_slope_mean`, per 1,000 steps; metrics.json `val_metric_slope`)."""
+    rows = [_config_row(label, g, g, keys) for label, g in _configurations(runs_df) if not g["converged"].any()]
+    return _sorted(pd.DataFrame(rows, columns=_columns(keys)), objective)
+
+
+def _columns(keys: list[str]) -> list[str]:
+    stats = [f"{k}_{s}" for k in STATS for s in ("mean", "std", "n")]
+    head = ["configuration", *keys, "n", "seeds", "n_runs", "n_converged", "converged", "convergence"]
+    return [*head, "stop_reasons", "val_metric", "gold", *stats, "runs"]
 
 
 def best_configurations(lb: pd.DataFrame) -> dict[str, set[str]]:
@@ -145,6 +256,92 @@ def best_configurations(lb: pd.DataFrame) -> dict[str, set[str]]:
         target = lb[col].max() if better == "max" else lb[col].min()
         out[key] = set(lb.loc[np.isclose(lb[col], target, rtol=0, atol=1e-12), "configuration"])
     return out
+
+
+DIAGONAL_COLUMNS = [
+    "table",
+    "gold",
+    "aer_mean",
+    "aer_std",
+    "aer_n",
+    "alignment_precision_mean",
+    "alignment_recall_mean",
+    "runs",
+]
+
+
+def diagonal_table(runs_df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The positional AER baseline (target word t -> source word round(t·|x|/|y|), metrics.json `aer_diagonal`)
+    of the given runs, one row per gold alignment set: mean and sample std of their aer_diagonal (the baseline
+    needs no model, so the runs of one gold set agree up to rounding), precision and recall means."""
+    rows = []
+    d = runs_df[runs_df["aer_diagonal"].notna()]
+    for gold, g in d.groupby("gold", sort=True):
+        vals = g["aer_diagonal"].astype(float)
+        rows.append(
+            {
+                "table": table,
+                "gold": gold,
+                "aer_mean": float(vals.mean()),
+                "aer_std": float(vals.std(ddof=1)) if len(vals) > 1 else np.nan,
+                "aer_n": len(vals),
+                "alignment_precision_mean": float(g["aer_diagonal_precision"].mean()),
+                "alignment_recall_mean": float(g["aer_diagonal_recall"].mean()),
+                "runs": ", ".join(g["run"].tolist()),
+            }
+        )
+    return pd.DataFrame(rows, columns=DIAGONAL_COLUMNS)
+
+
+def add_below_diagonal(table: pd.DataFrame, diagonal: pd.DataFrame) -> pd.DataFrame:
+    """`below_diagonal`: whether a configuration's mean (argmax) AER is below the positional baseline of its gold
+    set (None when either is missing, e.g. the no-attention control); `aer_diagonal_baseline`: that baseline."""
+    base = dict(zip(diagonal["gold"], diagonal["aer_mean"]))
+    table = table.copy()
+    ref = [base.get(g, np.nan) if isinstance(g, str) else np.nan for g in table["gold"]]
+    table["aer_diagonal_baseline"] = ref
+    table["below_diagonal"] = [
+        bool(a < b) if not (math.isnan(a) or math.isnan(b)) else None for a, b in zip(table["aer_mean"], ref)
+    ]
+    return table
+
+
+CURVE_COLUMNS = ["configuration", "run", "seed", "converged", "step", "metric", "value"]
+
+
+def learning_curves_table(runs: list[RunRecord], labels: list[str]) -> pd.DataFrame:
+    """Every run's validation curve from logs/metrics.csv, long format: configuration, run, seed, converged,
+    step (training step, as metrics.json's best_step counts it), metric (val_ppl, val_bleu, val_aer, val_loss),
+    value."""
+    rows = []
+    for r, label in zip(runs, labels):
+        if r.run_dir is None:
+            continue
+        for h in read_validation_log(r.run_dir, r.metrics.get("steps")):
+            for metric, value in h.items():
+                if metric != "step":
+                    rows.append([label, r.name, r.seed, r.converged, h["step"], metric, value])
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def curve_stats(curves: pd.DataFrame, runs_of: dict[str, list[str]]) -> tuple[pd.DataFrame, list[str]]:
+    """Mean and sample std (ddof=1; NaN for one seed) per configuration, metric and step over the runs
+    `runs_of[configuration]` (the runs its table row is over), aligned on the steps all of them logged the
+    metric at. Returns the table (configuration, metric, step, mean, std, n) and notes on curves left out."""
+    rows, notes = [], []
+    for label, names in runs_of.items():
+        c = curves[(curves["configuration"] == label) & curves["run"].isin(names)]
+        for metric, g in c.groupby("metric", sort=False):
+            by_run = {run: d.set_index("step")["value"] for run, d in g.groupby("run", sort=False)}
+            shared = sorted(set.intersection(*(set(v.index) for v in by_run.values())))
+            if not shared:
+                notes.append(f"{label}: its seeds share no validation step for {metric}; learning curve not drawn")
+                continue
+            values = np.array([[v[s] for s in shared] for v in by_run.values()], dtype=float)  # (runs, steps)
+            std = values.std(axis=0, ddof=1) if len(values) > 1 else np.full(len(shared), np.nan)
+            for s, m, sd in zip(shared, values.mean(axis=0), std):
+                rows.append([label, metric, s, float(m), float(sd), len(values)])
+    return pd.DataFrame(rows, columns=["configuration", "metric", "step", "mean", "std", "n"]), notes
 
 
 def by_length_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
@@ -223,4 +420,4 @@ def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{m} ± {s}" if s is not None else m
 
 
-DIGITS = {"aer": 3, "alignment_precision": 3, "alignment_recall": 3, "attention_entropy": 3}
+DIGITS = {"aer": 3, "aer_threshold": 3, "alignment_precision": 3, "alignment_recall": 3, "attention_entropy": 3}

@@ -1,6 +1,7 @@
 """The report page in a real browser: headless Chromium renders index.html to a non-blank screenshot, the
-leaderboard table is in the DOM, every <img> is a data URI that Pillow decodes, and no markup from the data
-runs as HTML (a <script> in a source sentence and in a config value stays text)."""
+leaderboard table is in the DOM, every <img> (the learning curves among them) is a data URI that Pillow
+decodes, and no markup from the data runs as HTML (a <script> in a source sentence and in a config value stays
+text)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class _Images(HTMLParser):
     def __init__(self):
         super().__init__()
         self.srcs: list[str] = []
+        self.alts: list[str] = []
         self.tables: list[str] = []
         self.scripts = 0
 
@@ -65,6 +67,7 @@ class _Images(HTMLParser):
         a = dict(attrs)
         if tag == "img":
             self.srcs.append(a.get("src") or "")
+            self.alts.append(a.get("alt") or "")
         elif tag == "table" and a.get("id"):
             self.tables.append(a["id"])
         elif tag == "script":
@@ -94,7 +97,8 @@ def test_page_renders_in_chromium(page, tmp_path):
     assert "leaderboard" in parser.tables and "significance" in parser.tables
     assert parser.scripts == 0, "a <script> element reached the DOM"
     assert "<script>alert(1)</script>" in _text_of(dom), "the escaped text should be shown as text"
-    assert len(parser.srcs) >= 4  # length plot, AER, BLEU vs cost, heatmaps, animation
+    assert len(parser.srcs) >= 6  # learning curves, length plot, AER, BLEU vs cost, heatmaps, animation
+    assert {"learning curve val_ppl", "learning curve val_bleu"} <= set(parser.alts)
     kinds = set()
     for src in parser.srcs:
         m = re.fullmatch(r"data:(image/(?:png|gif));base64,([A-Za-z0-9+/=]+)", src)

@@ -61,6 +61,40 @@ def degrade(sentence: str, k: int) -> str:
     return " ".join(words[: max(1, len(words) - k)])
 
 
+# how a run that its stopping rule ended says so in metrics.json (harness.metrics.convergence.summary)
+CONVERGED = {
+    "converged": True,
+    "stop_reason": "early_stopping",
+    "val_metric": "val_ppl",
+    "val_metric_best": 5.0,
+    "best_step": 200,
+    "val_metric_slope": 0.01,
+    "val_slope_validations": 5,
+    "validations": 8,
+    "steps": 320,
+}
+
+
+def unconverged(reason: str, slope: float = -0.5, steps: int = 400) -> dict:
+    """metrics.json keys of a run a budget stopped, its monitored val_ppl still falling by `slope` per 1k steps."""
+    return {**CONVERGED, "converged": False, "stop_reason": reason, "val_metric_slope": slope, "steps": steps}
+
+
+def write_curve(run: Path, curve: list[dict]) -> None:
+    """logs/metrics.csv as Lightning's CSVLogger writes it: a training row every 10 steps, and each validation
+    (`{"step": training step, "val_ppl": ..., ...}`) on its own row at CSV step = training step - 1."""
+    import csv
+
+    keys = ["epoch", "step", "train_loss", "val_aer", "val_bleu", "val_loss", "val_ppl"]
+    (run / "logs").mkdir(exist_ok=True)
+    with open(run / "logs" / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, restval="")
+        w.writeheader()
+        for v in curve:
+            w.writerow({"epoch": 0, "step": v["step"] - 1, "train_loss": 3.0})
+            w.writerow({"epoch": 0, **{k: x for k, x in v.items() if k != "step"}, "step": v["step"] - 1})
+
+
 def make_run(
     root: Path,
     corpus: Path,
@@ -72,8 +106,11 @@ def make_run(
     hyps: list[str],
     extra: dict | None = None,
     attention: bool = True,
+    convergence: dict | None = CONVERGED,
+    curve: list[dict] | None = None,
 ) -> Path:
-    """A finished-looking run directory, as `harness train` writes it."""
+    """A finished-looking run directory, as `harness train` writes it. `convergence`: the metrics.json keys of
+    how training ended (None: a run from before the stopping rule, without them); `curve`: its validations."""
     run = root / name
     (run / "attention").mkdir(parents=True)
     overrides = {
@@ -84,6 +121,8 @@ def make_run(
         "data.src_lang": "de",
         "data.tgt_lang": "en",
         "tracking.wandb.mode": "disabled",
+        "train.early_stopping": 3,
+        "train.early_stopping_metric": "val_ppl",
         **{f"data.{s}_prefix": str(corpus / s) for s in ("train", "val", "test")},
         **(extra or {}),
     }
@@ -100,9 +139,12 @@ def make_run(
             {"bucket": "1-10", "lo": 1, "hi": 10, "n": 6, "bleu": metrics["bleu"], "chrf": 50.0, "few": True},
             {"bucket": "11-20", "lo": 11, "hi": 20, "n": 0, "bleu": None, "chrf": None, "few": True},
         ],
+        **(convergence or {}),
         **metrics,
     }
     (run / "metrics.json").write_text(json.dumps(full), encoding="utf-8")
+    if curve is not None:
+        write_curve(run, curve)
     (run / "test.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     rng = np.random.default_rng(seed)
     arrays = {"count": np.array(len(hyps))}
@@ -188,11 +230,17 @@ def fake_runs(tmp: Path) -> list[Path]:
                 m,
                 hyps,
                 {"data.hub_config": XSS},
+                curve=[{"step": 100 * i, "val_ppl": 20 / i + seed, "val_bleu": 10 * i + k} for i in (1, 2, 3)],
             )
         )
     for seed, m in zip((1, 2), METRICS_B):
         hyps = [degrade(t, 2 + seed % 2) for t in TEST_TGT]
-        runs.append(make_run(tmp / "runs", corpus, f"ctrl-s{seed}", "seq2seq", "none", seed, m, hyps, attention=False))
+        curve = [{"step": 100 * i, "val_ppl": 30 / i + seed, "val_bleu": 5 * i} for i in (1, 2, 3)]
+        runs.append(
+            make_run(
+                tmp / "runs", corpus, f"ctrl-s{seed}", "seq2seq", "none", seed, m, hyps, attention=False, curve=curve
+            )
+        )
     return runs
 
 
@@ -418,16 +466,313 @@ def test_plot_attention_cli(runs, capsys):
     assert main(["plot-attention", str(runs[0]), "--index", "99"]) == 2
 
 
+# ------------------------------------------------------------------------------------------ convergence
+def _m(bleu: float, aer: float | None = None, threshold: float | None = None, diagonal: float | None = 0.5) -> dict:
+    return {
+        "bleu": bleu,
+        "chrf": bleu + 20,
+        "aer": aer,
+        "aer_threshold": threshold,
+        "aer_diagonal": diagonal,
+        "aer_diagonal_precision": 0.45,
+        "aer_diagonal_recall": 0.55,
+        "gold_alignments": "synthetic" if diagonal is not None else None,
+        "params": 1000,
+    }
+
+
+def _curve(steps: list[int], ppl: list[float], bleu: list[float], aer: list[float] | None = None) -> list[dict]:
+    out = [{"step": s, "val_ppl": p, "val_bleu": b, "val_loss": math.log(p)} for s, p, b in zip(steps, ppl, bleu)]
+    for row, a in zip(out, aer or []):
+        row["val_aer"] = a
+    return out
+
+
+A, B, C, D, E = (
+    "bahdanau · additive",
+    "luong · general",
+    "bahdanau · dot",
+    "seq2seq · none",
+    "luong · dot",
+)
+
+
+def convergence_runs(tmp: Path) -> dict[str, Path]:
+    """Five configurations whose numbers are checkable by hand:
+    A bahdanau/additive: seeds 1, 2 converged (BLEU 30, 34; AER 0.30, 0.26 < diagonal 0.5)
+    B luong/general: seeds 1, 2 converged (BLEU 40, 42; AER 0.60, 0.62 > diagonal), seed 3 max_epochs (BLEU 10)
+    C bahdanau/dot: seeds 1, 2 stopped by max_steps (BLEU 50, 52: the highest, never ranked; slopes -0.8, -0.4)
+    D seq2seq/none: seed 1 converged, the no-attention control (no AER; its diagonal 0.55)
+    E luong/dot: seed 1 from before the stopping rule (no convergence keys)"""
+    corpus = write_corpus(tmp / "data")
+    root = tmp / "runs"
+    hyps = [degrade(t, 1) for t in TEST_TGT]
+    spec = [
+        (
+            "a1",
+            "bahdanau",
+            "additive",
+            1,
+            _m(30, 0.30, 0.35),
+            {**CONVERGED, "steps": 300},
+            _curve([100, 200, 300], [10, 6, 5], [5, 10, 12], [0.6, 0.4, 0.3]),
+        ),
+        (
+            "a2",
+            "bahdanau",
+            "additive",
+            2,
+            _m(34, 0.26, 0.33),
+            {**CONVERGED, "steps": 400},
+            _curve([100, 200, 300, 400], [12, 8, 6, 5.5], [4, 9, 11, 13], [0.7, 0.5, 0.35, 0.3]),
+        ),
+        ("b1", "luong", "general", 1, _m(40, 0.60, 0.70), CONVERGED, _curve([100, 200], [9, 7], [6, 8])),
+        ("b2", "luong", "general", 2, _m(42, 0.62, 0.71), CONVERGED, _curve([100, 200], [11, 9], [7, 9])),
+        (
+            "b3",
+            "luong",
+            "general",
+            3,
+            _m(10, 0.90, 0.95, 0.9),
+            unconverged("max_epochs"),
+            _curve([100, 200], [40, 30], [1, 2]),
+        ),
+        ("c1", "bahdanau", "dot", 1, _m(50, 0.40), unconverged("max_steps", -0.8), _curve([100, 200], [8, 6], [9, 11])),
+        ("c2", "bahdanau", "dot", 2, _m(52, 0.42), unconverged("max_steps", -0.4), _curve([100, 200], [9, 5], [8, 12])),
+        ("d1", "seq2seq", "none", 1, _m(20, diagonal=0.55), CONVERGED, None),
+        ("e1", "luong", "dot", 1, _m(45), None, None),
+    ]
+    return {
+        name: make_run(
+            root, corpus, name, arch, score, seed, m, hyps, attention=arch != "seq2seq", convergence=conv, curve=curve
+        )
+        for name, arch, score, seed, m, conv, curve in spec
+    }
+
+
+@pytest.fixture
+def conv_runs(tmp_path) -> dict[str, Path]:
+    return convergence_runs(tmp_path)
+
+
+def test_leaderboard_ranks_converged_configurations_only(conv_runs):
+    report = load(list(conv_runs.values()), significance=False)
+    lb = report.leaderboard.set_index("configuration")
+    # C (BLEU 51) and E (45) would lead; neither has a converged run. B counts seeds 1, 2 only: 41, not 30.67
+    assert list(report.leaderboard["configuration"]) == [B, A, D]
+    assert list(report.leaderboard["rank"]) == [1, 2, 3]
+    assert lb.loc[B, "bleu_mean"] == pytest.approx(41.0) and lb.loc[B, "bleu_std"] == pytest.approx(math.sqrt(2))
+    assert (lb.loc[B, "n"], lb.loc[B, "n_runs"], lb.loc[B, "n_converged"]) == (2, 3, 2)
+    assert lb.loc[B, "seeds"] == "1, 2" and not lb.loc[B, "converged"]
+    assert lb.loc[B, "convergence"] == "2/3 converged; unconverged: seed 3 max_epochs; ranked on seeds 1, 2"
+    assert lb.loc[A, "convergence"] == "2/2 converged" and lb.loc[A, "converged"]
+    assert lb.loc[A, "bleu_mean"] == pytest.approx(32.0)
+    # "best" is among the converged ones: B's BLEU, A's AER (0.28 against B's 0.61)
+    from harness.report.tables import best_configurations
+
+    best = best_configurations(report.leaderboard)
+    assert best["bleu"] == {B} and best["aer"] == {A}
+    runs = report.runs.set_index("run")
+    assert runs["converged"].to_dict() == {
+        "a1": True,
+        "a2": True,
+        "b1": True,
+        "b2": True,
+        "b3": False,
+        "c1": False,
+        "c2": False,
+        "d1": True,
+        "e1": False,
+    }
+    assert runs.loc["b3", "stop_reason"] == "max_epochs" and runs.loc["c1", "stop_reason"] == "max_steps"
+
+
+def test_unconverged_configurations_listed_apart(conv_runs):
+    from harness.report.html import unconverged_rows
+
+    report = load(list(conv_runs.values()), significance=False)
+    un = report.unconverged.set_index("configuration")
+    assert list(report.unconverged["configuration"]) == [C, E]  # sorted by BLEU: 51, 45
+    assert "rank" not in report.unconverged
+    assert un.loc[C, "stop_reasons"] == "seed 1 max_steps, seed 2 max_steps"
+    assert un.loc[C, "convergence"] == "0/2 converged; unconverged: seed 1 max_steps, seed 2 max_steps"
+    assert un.loc[C, "val_metric_slope_mean"] == pytest.approx(-0.6)
+    assert un.loc[C, "val_metric_slope_std"] == pytest.approx(math.sqrt(0.08))
+    assert un.loc[C, "bleu_mean"] == pytest.approx(51.0) and un.loc[C, "n"] == 2
+    H, R = unconverged_rows(report)
+    row = next(r for r in R if r[0] == C)
+    assert row[H.index("stopped by")] == "seed 1 max_steps, seed 2 max_steps"
+    assert row[H.index("slope of the monitored metric (last validations)")] == "-0.600 ± 0.283 val_ppl/1k steps"
+
+
+def test_runs_without_convergence_keys_are_unconverged(conv_runs, tmp_path):
+    from harness.report.load import LEGACY_STOP_REASON
+
+    report = load(list(conv_runs.values()), significance=False)
+    e1 = report.runs.set_index("run").loc["e1"]
+    assert not e1["converged"] and e1["stop_reason"] == LEGACY_STOP_REASON
+    assert report.unconverged.set_index("configuration").loc[E, "stop_reasons"] == f"seed 1 {LEGACY_STOP_REASON}"
+    # a report of old runs only: nothing ranked, everything listed apart, the page and the CLI still work
+    old = fake_runs(tmp_path / "old")
+    for d in old:
+        m = json.loads((d / "metrics.json").read_text())
+        for k in CONVERGED:
+            m.pop(k)
+        (d / "metrics.json").write_text(json.dumps(m))
+    legacy = load(old, significance=False)
+    assert legacy.leaderboard.empty and len(legacy.unconverged) == 2
+    assert set(legacy.runs["stop_reason"]) == {LEGACY_STOP_REASON}
+    out = tmp_path / "old_report"
+    render(legacy, out, with_animation=False)
+    assert 'id="unconverged"' in (out / "index.html").read_text(encoding="utf-8")
+    assert main(["report", *map(str, old), "-o", str(out), "--no-significance", "--no-animation"]) == 0
+
+
+def test_significance_against_the_best_converged_configuration(conv_runs):
+    report = load(list(conv_runs.values()), n_bootstrap=50)
+    sig = report.significance
+    best = sig[sig["vs"] == "best"]
+    assert set(best["baseline"]) == {B}  # not C, whose BLEU is higher but which never converged
+    rows = best.set_index("configuration")
+    assert set(rows.index) == {A, B, C, D, E}  # the unconverged are compared, never the baseline
+    assert rows.loc[B, "sentences"] == 12  # 6 test sentences x B's 2 converged seeds (seed 3 left out)
+    assert rows.loc[B, "p_value"] == 1.0
+    assert (rows.loc[B, "converged"], rows.loc[A, "converged"], rows.loc[C, "converged"]) == ("2/3", "yes", "no")
+    assert set(sig.loc[sig["vs"] == "no-attention control", "baseline"]) == {D}
+
+
+def test_diagonal_baseline_row_and_below_diagonal_column(conv_runs):
+    from harness.report.html import leaderboard_rows, ours_rows
+    from harness.report.tables import DIAGONAL_LABEL
+
+    report = load(list(conv_runs.values()), significance=False)
+    diag = report.diagonal.set_index("table")
+    # over the leaderboard's runs: a1, a2, b1, b2 at 0.5 and d1 at 0.55 (b3, not counted, is left out)
+    assert diag.loc["leaderboard", "aer_mean"] == pytest.approx(0.51)
+    assert diag.loc["leaderboard", "aer_n"] == 5 and diag.loc["leaderboard", "gold"] == "synthetic"
+    assert diag.loc["unconverged", "aer_mean"] == pytest.approx(0.5) and diag.loc["unconverged", "aer_n"] == 3
+    lb = report.leaderboard.set_index("configuration")
+    assert lb.loc[A, "aer_mean"] == pytest.approx(0.28) and lb.loc[A, "below_diagonal"] is True
+    assert lb.loc[B, "aer_mean"] == pytest.approx(0.61) and lb.loc[B, "below_diagonal"] is False
+    assert lb.loc[D, "below_diagonal"] is None  # no attention, no AER
+    assert report.unconverged.set_index("configuration").loc[C, "below_diagonal"] is True  # 0.41 < 0.5
+    H, R = leaderboard_rows(report, "*")
+    assert H[H.index("AER ↓") + 1] == "AER (threshold) ↓" and H[H.index("AER ↓") + 2] == "AER below diagonal"
+    rows = {r[1]: r for r in R}
+    assert rows[A][H.index("AER below diagonal")] == "yes" and rows[B][H.index("AER below diagonal")] == "no"
+    assert rows[D][H.index("AER below diagonal")] == "–"
+    assert rows[A][H.index("AER (threshold) ↓")].text.startswith("0.340 ± 0.014")
+    assert rows[DIAGONAL_LABEL][H.index("AER ↓")] == "0.510 ± 0.022"
+    assert rows[DIAGONAL_LABEL][H.index("precision ↑")] == "0.450"
+    Ho, Ro = ours_rows(report)
+    assert any(r[0].startswith(DIAGONAL_LABEL) for r in Ro)
+    assert {r[0]: r[Ho.index("AER below diagonal")] for r in Ro}[A] == "yes"
+
+
+def test_diagonal_baseline_per_gold_set():
+    from harness.report.tables import add_below_diagonal, diagonal_table
+
+    runs = pd.DataFrame(
+        {
+            "run": ["r1", "r2", "r3"],
+            "gold": ["rwth", "rwth", "hansards"],
+            "aer_diagonal": [0.6, 0.7, 0.2],
+            "aer_diagonal_precision": [0.4, 0.4, 0.8],
+            "aer_diagonal_recall": [0.4, 0.4, 0.8],
+        }
+    )
+    d = diagonal_table(runs, "leaderboard").set_index("gold")
+    assert d.loc["rwth", "aer_mean"] == pytest.approx(0.65) and d.loc["hansards", "aer_mean"] == pytest.approx(0.2)
+    lb = pd.DataFrame({"configuration": ["x", "y"], "gold": ["rwth", "hansards"], "aer_mean": [0.5, 0.3]})
+    out = add_below_diagonal(lb, d.reset_index())
+    assert list(out["below_diagonal"]) == [True, False]  # 0.5 < 0.65; 0.3 > 0.2 on its own gold set
+
+
+def test_validation_log_steps(tmp_path):
+    """CSV step + 1 = the training step of a validation during fit; the final validation after fit is logged at
+    the global step itself (capped at metrics.json `steps`); training rows are not validations."""
+    from harness.report.load import read_validation_log
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "metrics.csv").write_text(
+        "epoch,step,train_loss,val_bleu,val_ppl\n"
+        "0,99,3.0,,\n0,99,,1.5,20.0\n0,199,,2.5,10.0\n1,249,2.0,,\n1,250,,3.0,nan\n"
+    )
+    log = read_validation_log(tmp_path, final_step=250)
+    assert log == [
+        {"step": 100, "val_bleu": 1.5, "val_ppl": 20.0},
+        {"step": 200, "val_bleu": 2.5, "val_ppl": 10.0},
+        {"step": 250, "val_bleu": 3.0},
+    ]
+    assert read_validation_log(tmp_path / "nope") == []
+
+
+def test_learning_curves_mean_and_std_by_hand(conv_runs):
+    report = load(list(conv_runs.values()), significance=False)
+    lc = report.learning_curves
+    assert list(lc.columns) == ["configuration", "run", "seed", "converged", "step", "metric", "value"]
+    a2 = lc[(lc["run"] == "a2") & (lc["metric"] == "val_ppl")]
+    assert list(a2["step"]) == [100, 200, 300, 400] and list(a2["value"]) == [12, 8, 6, 5.5]
+    stats, notes = report.curve_stats()
+    s = stats.set_index(["configuration", "metric", "step"])
+    # A: seeds aligned on the steps both logged (a2's step 400 is left out); at 200: ppl 6, 8 -> 7 ± sqrt(2)
+    assert sorted(stats[(stats["configuration"] == A) & (stats["metric"] == "val_ppl")]["step"]) == [100, 200, 300]
+    assert s.loc[(A, "val_ppl", 200), "mean"] == pytest.approx(7.0)
+    assert s.loc[(A, "val_ppl", 200), "std"] == pytest.approx(math.sqrt(2))
+    assert s.loc[(A, "val_aer", 300), "mean"] == pytest.approx(0.325)
+    # B's line is over its converged seeds: at 100, ppl 9 and 11 (seed 3's 40 left out)
+    assert s.loc[(B, "val_ppl", 100), "mean"] == pytest.approx(10.0) and s.loc[(B, "val_ppl", 100), "n"] == 2
+    assert s.loc[(C, "val_bleu", 200), "mean"] == pytest.approx(11.5)
+    assert s.loc[(C, "val_bleu", 200), "std"] == pytest.approx(statistics.stdev([11, 12]))
+    assert notes == []
+
+
+def test_learning_curve_plots(conv_runs, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from harness.report.plots import draw_learning_curve
+
+    report = load(list(conv_runs.values()), significance=False)
+    out = tmp_path / "report"
+    render(report, out, with_animation=False)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    page = (out / "index.html").read_text(encoding="utf-8")
+    for metric in ("val_ppl", "val_bleu", "val_aer"):
+        png = out / f"learning_curve_{metric}.png"
+        assert png.stat().st_size > 1000 and Image.open(png).size[0] > 300
+        assert f"(learning_curve_{metric}.png)" in readme
+        assert f'alt="learning curve {metric}"' in page
+    line = (
+        "Converged = training was ended by its stopping rule (3 validations in a row without an improvement of val_ppl)"
+    )
+    assert line in readme and "are not converged and not ranked" in readme
+    assert "Converged = training was ended by its stopping rule" in page
+    assert len(pd.read_csv(out / "learning_curves.csv")) == len(report.learning_curves)
+    # the unconverged configuration is dashed and says so; a mixed one says which seeds its line is over
+    fig, ax = plt.subplots()
+    stats, _ = report.curve_stats()
+    draw_learning_curve(ax, stats, "val_ppl", report.configurations, {C}, {B: "converged seeds 1, 2 of 3"})
+    style = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    plt.close(fig)
+    assert style[f"{C} (unconverged)"] == "--" and style[A] == "-"
+    assert style[f"{B} (converged seeds 1, 2 of 3)"] == "-"
+
+
 # ------------------------------------------------------------------------------------------ real runs (slow)
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> list[Path]:
-    """2 configurations x 2 seeds of real tiny training runs, trained once per session."""
+    """2 configurations x 2 seeds of real tiny training runs, trained once per session. Each is ended by its
+    stopping rule (no improvement of val_ppl by 1e6 in 1 validation: the second validation, step 20), so each
+    converged and all are ranked."""
     from harness.run import train
 
     root = tmp_path_factory.mktemp("report_runs")
     base = {
         "train.max_steps": 30,
-        "train.val_every": 30,
+        "train.val_every": 10,
+        "train.early_stopping": 1,
+        "train.early_stopping_metric": "val_ppl",
+        "train.early_stopping_min_delta": 1e6,
         "data.synthetic.train_size": 200,
         "data.synthetic.val_size": 20,
         "data.synthetic.test_size": 40,
@@ -449,7 +794,10 @@ def trained_runs(tmp_path_factory) -> list[Path]:
 def test_report_of_trained_study(trained_runs, tmp_path):
     storage = make_study(tmp_path, trained_runs, "real")
     report = load("real", storage, n_bootstrap=100)
+    assert report.unconverged.empty and set(report.runs["stop_reason"]) == {"early_stopping"}
     check_leaderboard(report, trained_runs)
+    lc = report.learning_curves
+    assert set(lc["step"]) == {10, 20} and set(lc["metric"]) >= {"val_ppl", "val_bleu", "val_loss"}
     sig = report.significance
     best = report.leaderboard.loc[0, "configuration"]
     assert sig[(sig["vs"] == "best") & (sig["configuration"] == best)]["p_value"].iloc[0] == 1.0
