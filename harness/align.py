@@ -30,7 +30,9 @@ class AlignedText:
     directions: int  # 1 or 2 models
 
 
-def _model_links(run_dir: Path, src: list[str], tgt: list[str], align_method: str | None) -> list[set[Link]]:
+def direction_links(
+    run_dir: str | Path, src: list[str], tgt: list[str], align_method: str | None = None
+) -> list[set[Link]]:
     """Forced-decoding links of one model over (src, tgt) sentence pairs in its own direction."""
     from harness.config import from_dict, to_dict
     from harness.data.corpora import Split
@@ -39,7 +41,7 @@ def _model_links(run_dir: Path, src: list[str], tgt: list[str], align_method: st
     from harness.models.seq2seq import ARCHS
     from harness.run import load_module
 
-    module = load_module(run_dir, "best")
+    module = load_module(Path(run_dir), "best")
     cfg = module.cfg
     if not module.model.has_attention:
         raise HarnessError(f"run directory {run_dir}: model.score is 'none', a model without attention cannot align")
@@ -73,10 +75,10 @@ def align_text(
         raise HarnessError(f"align: {len(src)} source but {len(tgt)} target sentences (expected the same number)")
     if method not in METHODS:
         raise HarnessError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    forward = _model_links(Path(run_dir), src, tgt, align_method)
+    forward = direction_links(run_dir, src, tgt, align_method)
     links = forward
     if reverse_dir is not None:
-        backward = _model_links(Path(reverse_dir), tgt, src, align_method)
+        backward = direction_links(reverse_dir, tgt, src, align_method)
         reverse = [{(s, t) for t, s in x} for x in backward]  # (tgt word, src word) -> (src, tgt)
         links = symmetrize(forward, reverse, method)
     scores = None

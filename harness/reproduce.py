@@ -76,35 +76,53 @@ def _luong_rows() -> list[Row]:
     ]
 
 
-def _alignment_rows() -> list[Row]:
-    table6 = {("global", "location"): "0.39", ("local-m", "general"): "0.34", ("local-p", "general"): "0.36"}
-    rows = []
-    for data, name in (("hansards_enfr", "Hansards en-fr"), ("europarl_deen", "RWTH de-en")):
-        for (att, score), aer in table6.items():
-            rows.append(
-                Row(
-                    f"{name}: luong {att} ({score})",
-                    {
-                        "data.name": data,
-                        "model.arch": "luong",
-                        "model.attention_type": att,
-                        "model.score": score,
-                    },
-                    f"AER {aer}" if data == "europarl_deen" else None,
-                )
-            )
-        rows.append(
-            Row(
-                f"{name}: luong global (general)",
-                {
-                    "data.name": data,
-                    "model.arch": "luong",
-                    "model.attention_type": "global",
-                    "model.score": "general",
-                },
-            )
+def _britz_rows() -> list[Row]:
+    britz = {  # as reported (shared/anchors.md): additive and multiplicative (unscaled) at d = 128 and 512
+        ("additive", 128): "22.23 ± 0.11 (Add-128)",
+        ("general", 128): "22.03 ± 0.08 (Mul-128)",
+        ("additive", 512): "22.47 ± 0.27 (Add-512; Add-1024 22.10)",
+        ("general", 512): "21.78 ± 0.05 (Mul-512; Mul-1024 18.22)",
+    }
+    names = {"additive": "additive", "general": "multiplicative (general)", "scaled_dot": "scaled dot"}
+    return [
+        Row(
+            f"{names[score]}, {size} units", {"model.score": score, "model.hidden_size": size}, britz.get((score, size))
         )
-        rows.append(Row(f"{name}: bahdanau (additive)", {"data.name": data, "model.arch": "bahdanau"}))
+        for size in (128, 512)
+        for score in ("additive", "general", "scaled_dot")
+    ]
+
+
+ALIGNMENT_VARIANTS = [  # (row label, the flattened config values that pick its runs)
+    ("luong global (location)", {"model.arch": "luong", "model.attention_type": "global", "model.score": "location"}),
+    ("luong local-m (general)", {"model.arch": "luong", "model.attention_type": "local-m", "model.score": "general"}),
+    ("luong local-p (general)", {"model.arch": "luong", "model.attention_type": "local-p", "model.score": "general"}),
+    ("RNNsearch (bahdanau, additive)", {"model.arch": "bahdanau", "train.guided_alignment.weight": 0.0}),
+    ("cgru (additive)", {"model.arch": "cgru", "train.guided_alignment.weight": 0.0}),
+    ("cgru + guided (eflomal links)", {"model.arch": "cgru", "train.guided_alignment.weight": 1.0}),
+    ("RNNsearch + guided (eflomal links)", {"model.arch": "bahdanau", "train.guided_alignment.weight": 1.0}),
+]
+ALIGNMENT_DATA = [  # (data.name, label, directions); the first direction of each is the gold file's own
+    ("hansards_enfr", "Hansards", [("en", "fr"), ("fr", "en")]),
+    ("europarl_deen", "RWTH", [("en", "de"), ("de", "en")]),
+]
+TABLE6 = {"luong global (location)": "0.39", "luong local-m (general)": "0.34", "luong local-p (general)": "0.36"}
+
+
+def _alignment_rows() -> list[Row]:
+    rows = []
+    for data, label, directions in ALIGNMENT_DATA:
+        for src, tgt in directions:
+            for name, match in ALIGNMENT_VARIANTS:
+                # Luong et al. 2015 Table 6: the English->German models on the RWTH gold
+                paper = TABLE6.get(name) if (data, src, tgt) == ("europarl_deen", "en", "de") else None
+                rows.append(
+                    Row(
+                        f"{label} {src}->{tgt}: {name}",
+                        {"data.name": data, "data.src_lang": src, "data.tgt_lang": tgt, **match},
+                        f"AER {paper}" if paper else None,
+                    )
+                )
     return rows
 
 
@@ -165,6 +183,16 @@ TARGETS: dict[str, Target] = {
                 Row("GNMT (additive attention)", {"model.score": "additive"}, "38.95"),
                 Row("GNMT stack, attention off", {"model.score": "none"}, None),
             ],
+            ["multi30k"],
+        ),
+        Target(
+            "britz2017",
+            "Britz et al. 2017: additive vs multiplicative vs scaled-dot attention as the size grows (§4.5)",
+            ["britz2017"],
+            [],
+            "Britz, Goldie, Luong, Le 2017, attention table (WMT'15 En->De, newstest2013, tokenized BLEU, mean "
+            "over 4 runs; the attention size varies inside a 512-unit model)",
+            _britz_rows(),
             ["multi30k"],
         ),
         Target(
@@ -449,7 +477,10 @@ def aligner_baseline(
     from harness.metrics.alignment import alignment_scores
 
     raw = read_yaml(spec)
-    cfg = load_config(PROJECT_ROOT / raw["base"], {**(raw.get("overrides") or {}), **parse_overrides(overrides)})
+    # a spec that trains both directions aligns in the first one (the gold file's own orientation)
+    direction = ((raw.get("space") or {}).get("direction") or [{}])[0]
+    over = {**(raw.get("overrides") or {}), **direction, **parse_overrides(overrides)}
+    cfg = load_config(PROJECT_ROOT / raw["base"], over)
     aligner = aligner or available_aligner()
     corpus = load_corpus(cfg.data)
     train, test = corpus.splits["train"], corpus.splits[corpus.test_split]
@@ -501,6 +532,60 @@ def aligner_baseline(
     return result
 
 
+def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
+    """Every alignment variant trained in both directions of a data set (same seed): the two directions' links on
+    the test gold combined by intersection and grow-diag-final-and (harness align), beside each direction's own
+    AER (the reverse run's links are transposed onto the same gold, so its AER is comparable). Links are written
+    to OUT/symmetrised/*.align; results are cached per pair of run directories."""
+    from harness.align import direction_links
+    from harness.aligners import symmetrize
+    from harness.data.alignments import Alignment, write_pharaoh
+    from harness.data.corpora import load_corpus
+    from harness.metrics.alignment import alignment_scores
+    from harness.run import load_run_config
+
+    flat = {run: run_flat_config(run) for run in runs}
+    rows = []
+    for data, label, directions in ALIGNMENT_DATA:
+        (fs, ft), (rs, rt) = directions
+        for name, match in ALIGNMENT_VARIANTS:
+            pick = {"data.name": data, **match}
+            fwd = {f.get("seed"): r for r, f in flat.items() if _matches(f, {**pick, "data.src_lang": fs})}
+            rev = {f.get("seed"): r for r, f in flat.items() if _matches(f, {**pick, "data.src_lang": rs})}
+            for seed in sorted(set(fwd) & set(rev)):
+                slug = re.sub(r"[^a-z0-9]+", "-", f"{data} {name} s{seed}".lower()).strip("-")
+                cache = out_dir / "symmetrised" / f"{slug}.json"
+                key = [str(fwd[seed]), str(rev[seed])]
+                if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
+                    rows.append(old)
+                    continue
+                test_cfg = load_run_config(fwd[seed])
+                corpus = load_corpus(test_cfg.data)
+                test = corpus.splits[corpus.test_split]
+                forward = direction_links(fwd[seed], test.src, test.tgt)
+                reverse = [{(s_, t_) for t_, s_ in x} for x in direction_links(rev[seed], test.tgt, test.src)]
+                entry = {
+                    "key": key,
+                    "data": data,
+                    "configuration": f"{label} {fs}<->{ft}: {name}",
+                    "seed": seed,
+                    "gold": test.gold_name,
+                    "forward": alignment_scores(forward, test.gold),
+                    "reverse": alignment_scores(reverse, test.gold),
+                }
+                for method in ("intersection", "grow-diag-final-and"):
+                    links = symmetrize(forward, reverse, method)
+                    entry[method] = alignment_scores(links, test.gold)
+                    write_pharaoh([Alignment(x, set()) for x in links], _mkdir(cache.parent) / f"{slug}.{method}.align")
+                better = min(entry["forward"]["aer"], entry["reverse"]["aer"])
+                entry["beats_better_direction"] = {
+                    m: entry[m]["aer"] < better for m in ("intersection", "grow-diag-final-and")
+                }
+                write_json(cache, entry)
+                rows.append(entry)
+    return rows
+
+
 def _mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
@@ -537,12 +622,21 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
             "aer",
             "alignment_precision",
             "alignment_recall",
+            "aer_threshold",
+            "aer_diagonal",
             "length_drop",
             "train_time_s",
+            "val_ppl",
+            "epochs",
         ):
             mean, std = _mean_std([m.get(metric) for _, _, m in items])
             entry[metric] = mean
             entry[f"{metric}_std"] = std
+        # converged: stopped by the stopping rule (metrics.json); runs from before it count as unconverged
+        entry["converged"] = sum(bool(m.get("converged")) for _, _, m in items)
+        entry["stop_reasons"] = sorted(
+            {m.get("stop_reason") or "unknown" for _, _, m in items if not m.get("converged")}
+        )
         if target.unk_replace:
             effects = [extras.get("unk", {}).get(str(p)) for p, _, _ in items]
             effects = [e for e in effects if e]
@@ -579,15 +673,31 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
     ]
     rows = summary["rows"]
     has_aer = any(r.get("aer") is not None for r in rows)
-    head = ["configuration", "runs", "BLEU (ours)"] + (["AER (ours)", "P", "R"] if has_aer else []) + ["paper"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    aer_head = ["AER (ours)", "P", "R", "AER > p", "diagonal AER", "beats diagonal"]
+    head = ["configuration", "runs", "converged", "BLEU (ours)"] + (aer_head if has_aer else []) + ["paper"]
+    lines += [
+        "A run is converged when its stopping rule ended it (no improvement of the monitored validation metric "
+        "for the rule's patience); a run stopped by its budget is not, and its numbers are not final.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
-        cells = [r["configuration"], str(r["runs"]), _fmt(r["bleu"], r["bleu_std"])]
+        conv = f"{r['converged']}/{r['runs']}" + (f" ({', '.join(r['stop_reasons'])})" if r["stop_reasons"] else "")
+        cells = [r["configuration"], str(r["runs"]), conv, _fmt(r["bleu"], r["bleu_std"])]
         if has_aer:
+            beats = (
+                "-"
+                if r["aer"] is None or r["aer_diagonal"] is None
+                else ("yes" if r["aer"] < r["aer_diagonal"] else "no")
+            )
             cells += [
                 _fmt(r["aer"], r["aer_std"], 3),
                 _fmt(r["alignment_precision"], None, 3),
                 _fmt(r["alignment_recall"], None, 3),
+                _fmt(r["aer_threshold"], None, 3),
+                _fmt(r["aer_diagonal"], None, 3),
+                beats,
             ]
         cells.append(r["paper"] or "-")
         lines.append("| " + " | ".join(cells) + " |")
@@ -632,9 +742,31 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
                 )
         lines += [
             "",
-            "Paper (Luong 2015 Table 6, RWTH de-en): attention 0.34-0.39, Berkeley aligner 0.32.",
+            "Paper (Luong 2015 Table 6, RWTH gold, English->German models, as reported): attention 0.34-0.39, "
+            "Berkeley aligner 0.32.",
             "",
         ]
+        sym = extras.get("symmetrised") or []
+        if sym:
+            lines += [
+                "## Both directions, symmetrised (harness align)",
+                "",
+                "Each variant's two directions on the same gold (the reverse model's links transposed), and their "
+                "links combined (Och & Ney 2003; Koehn et al. 2003).",
+                "",
+                "| configuration | seed | forward AER | reverse AER | intersection AER (P / R) | "
+                "grow-diag-final-and AER (P / R) | beats the better direction |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for e in sym:
+                i, g = e["intersection"], e["grow-diag-final-and"]
+                beats = ", ".join(m for m, b in e["beats_better_direction"].items() if b) or "no"
+                lines.append(
+                    f"| {e['configuration']} | {e['seed']} | {e['forward']['aer']:.3f} | {e['reverse']['aer']:.3f} | "
+                    f"{i['aer']:.3f} ({i['precision']:.3f} / {i['recall']:.3f}) | "
+                    f"{g['aer']:.3f} ({g['precision']:.3f} / {g['recall']:.3f}) | {beats} |"
+                )
+            lines.append("")
     if target.length_data:
         buckets = [f"{lo}-{hi}" for lo, hi in LENGTH_BUCKETS]
         lines += [
@@ -765,6 +897,8 @@ def reproduce(
                 # tiny: a tenth of eflomal's iterations (its default grows as the corpus shrinks)
                 rel = 0.1 if scale == "tiny" else 1.0
                 extras.setdefault("aligner", []).append(aligner_baseline(spec, over, out, rel_iterations=rel))
+    if target.aligner:
+        extras["symmetrised"] = symmetrised_rows(runs, out)
     if target.unk_replace:
         extras["unk"] = {}
         for run in runs:
@@ -786,6 +920,7 @@ def reproduce(
             "summary": summary,
             "aligner": extras.get("aligner"),
             "unk_replace": extras.get("unk"),
+            "symmetrised": extras.get("symmetrised"),
             "length_counts": extras.get("length_counts"),
             "report_note": note,
             "status": status,

@@ -161,16 +161,21 @@ def _hansards(cfg: DataConfig) -> Corpus:
     if langs != {"en", "fr"}:
         raise HarnessError(f"data.src_lang/tgt_lang: hansards_enfr has en and fr, got {cfg.src_lang}/{cfg.tgt_lang}")
     corpus = Corpus("hansards_enfr", cfg.src_lang, cfg.tgt_lang, pretokenized=True)
-    s, corpus.dropped_empty = read_parallel(
-        root / f"train.{cfg.src_lang}.gz", root / f"train.{cfg.tgt_lang}.gz", "train", True, cfg.train_limit
+    full, corpus.dropped_empty = read_parallel(
+        root / f"train.{cfg.src_lang}.gz", root / f"train.{cfg.tgt_lang}.gz", "train", True
     )
-    corpus.splits["train"] = s
-    corpus.splits["val"], _ = read_parallel(
-        root / f"trial.{cfg.src_lang}", root / f"trial.{cfg.tgt_lang}", "val", False
-    )
-    # the 37 WPT'03 trial sentences have gold too: val_aer at every validation
-    _attach_gold(corpus.splits["val"], root / "trial.gold.talp", "talp", cfg.src_lang == "en", "hansards_enfr_trial")
-    corpus.align_dev = "val"
+    # validation: the last 500 training pairs, held out (the WPT'03 trial set has only 37 sentences, too few
+    # for a stopping rule on perplexity); data.train_limit keeps the first N of the others
+    held = 500
+    keep = len(full.src) - held if not cfg.train_limit else min(cfg.train_limit, len(full.src) - held)
+    lines = full.lines if full.lines is not None else None
+    corpus.splits["train"] = Split("train", full.src[:keep], full.tgt[:keep], lines=lines[:keep] if lines else None)
+    corpus.splits["val"] = Split("val", full.src[-held:], full.tgt[-held:])
+    # the 37 WPT'03 trial sentences have gold: val_aer at every validation
+    trial, _ = read_parallel(root / f"trial.{cfg.src_lang}", root / f"trial.{cfg.tgt_lang}", "trial", False)
+    _attach_gold(trial, root / "trial.gold.talp", "talp", cfg.src_lang == "en", "hansards_enfr_trial")
+    corpus.splits["trial"] = trial
+    corpus.align_dev = "trial"
     test, _ = read_parallel(root / f"test.{cfg.src_lang}", root / f"test.{cfg.tgt_lang}", "test", False, cfg.test_limit)
     gold_lines = root / "test.gold.talp"
     if cfg.test_limit:

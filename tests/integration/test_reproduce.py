@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.aligners import grow_diag_final_and, ibm2_align, symmetrize
+from harness.config import load_config
 from harness.data.alignments import Alignment
 from harness.data.tokenize import UNK
 from harness.errors import HarnessError
@@ -82,8 +83,11 @@ def test_every_target_has_tiny_and_small_specs_with_expected_time():
                     ["data.train_prefix=/x", "data.val_prefix=/x", "data.test_prefix=/x"] if target.length_data else []
                 )
                 loaded = load_spec(path, over)  # validates every grid point's config
-                if scale == "small" and name in ("bahdanau2015", "luong2015", "gnmt2016"):
+                if scale == "small" and name in ("bahdanau2015", "luong2015", "gnmt2016", "britz2017"):
                     assert len(loaded.seeds) >= 3, f"{path}: >= 3 seeds at small scale"
+                if scale == "small":  # every small target trains to a stopping rule (with a budget as hard cap)
+                    cfg = load_config(loaded.base, loaded.trial_overrides(loaded.grid_points()[0], loaded.seeds[0]))
+                    assert cfg.train.early_stopping > 0 and cfg.train.early_stopping_metric == "val_ppl", path
 
 
 def test_dry_run_prints_the_plan(capsys):
@@ -134,7 +138,14 @@ def test_tiny_reproduction_end_to_end(paper, tmp_path, capsys):
             for s in a["scores"].values():
                 assert 0 <= s["aer"] <= 1
             assert a["scores"]["grow-diag-final-and"]["aer"] < 0.6  # a statistical aligner, even on 300 pairs
-        assert all(r["aer"] is not None for r in rows)
+        assert all(r["aer"] is not None and r["aer_diagonal"] is not None for r in rows)
+        # every variant was trained in both directions: symmetrised beside the single directions
+        assert {e["data"] for e in doc["symmetrised"]} == {"hansards_enfr", "europarl_deen"}
+        for e in doc["symmetrised"]:
+            for method in ("forward", "reverse", "intersection", "grow-diag-final-and"):
+                assert 0 <= e[method]["aer"] <= 1
+            assert e["intersection"]["recall"] <= e["grow-diag-final-and"]["recall"] + 1e-9  # a subset of its links
+        assert "symmetrised" in md and "diagonal AER" in md
     if TARGETS[paper].length_data:
         assert doc["length_counts"] == [12] * 7
         assert all(len(r["by_length"]) == 7 for r in rows)
