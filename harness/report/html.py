@@ -201,7 +201,7 @@ def _config_rows(
             if key == after and has_diag:
                 row.append(_yes_no(r.get("below_diagonal")))
         rows.append(row)
-    several = len(diagonal) > 1
+    several = len(set(diagonal["gold"]) | set(table.loc[table["aer_mean"].notna(), "gold"])) > 1  # name the set
     for _, d in diagonal.iterrows():
         label = DIAGONAL_LABEL + (f", gold {d['gold']}" if several else "")
         row = []

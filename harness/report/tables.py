@@ -91,25 +91,27 @@ def _scalar_metrics(m: dict) -> dict:
     return {k: v for k, v in m.items() if not isinstance(v, list | dict)}
 
 
-def gold_of(metrics: dict, config: dict) -> str:
-    """The gold alignment set a run's AER is scored on (metrics.json `gold_alignments`), else its data set."""
-    gold = metrics.get("gold_alignments")
-    if gold:
-        return str(gold)
-    return str(config.get("data.gold_alignment") or config.get("data.name") or "?")
+def gold_of(metrics: dict, config: dict, data_keys: list[str]) -> str:
+    """The gold alignment set a run's AER is scored on: metrics.json `gold_alignments` (else data.gold_alignment
+    or data.name), plus the values of the data.* keys that vary between the report's runs (`synthetic
+    (test_size=40)`): one name can stand for several sets (every synthetic task is `synthetic`)."""
+    gold = metrics.get("gold_alignments") or config.get("data.gold_alignment") or config.get("data.name") or "?"
+    data = ", ".join(f"{k.rsplit('.', 1)[-1]}={config.get(k, '-')}" for k in data_keys)
+    return f"{gold} ({data})" if data else str(gold)
 
 
 def runs_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
     """One row per run: run, configuration label, seed, converged + stop_reason, every scalar metric, every
     config key."""
     rows = []
+    data_keys = [k for k in keys if k.startswith("data.")]
     for r in runs:
         row: dict[str, Any] = {"run": r.name, "configuration": config_label(r.config, keys), "seed": r.seed}
         row.update({k: v for k, v in _scalar_metrics(r.metrics).items() if k != "seed"})
         row.update({k: v for k, v in r.config.items() if k != "seed"})
         row["converged"] = r.converged
         row["stop_reason"] = r.stop_reason
-        row["gold"] = gold_of(r.metrics, r.config)
+        row["gold"] = gold_of(r.metrics, r.config, data_keys)
         row["run_dir"] = str(r.run_dir) if r.run_dir is not None else None
         if r.trial is not None:
             row["trial"] = r.trial
@@ -272,7 +274,8 @@ DIAGONAL_COLUMNS = [
 
 def diagonal_table(runs_df: pd.DataFrame, table: str) -> pd.DataFrame:
     """The positional AER baseline (target word t -> source word round(t·|x|/|y|), metrics.json `aer_diagonal`)
-    of the given runs, one row per gold alignment set: mean and sample std of their aer_diagonal (the baseline
+    of the given runs, one row per gold alignment set (gold_of: with the data keys that vary, which are part of
+    every configuration, so each configuration has one): mean and sample std of their aer_diagonal (the baseline
     needs no model, so the runs of one gold set agree up to rounding), precision and recall means."""
     rows = []
     d = runs_df[runs_df["aer_diagonal"].notna()]

@@ -647,7 +647,8 @@ def test_diagonal_baseline_row_and_below_diagonal_column(conv_runs):
 
     report = load(list(conv_runs.values()), significance=False)
     diag = report.diagonal.set_index("table")
-    # over the leaderboard's runs: a1, a2, b1, b2 at 0.5 and d1 at 0.55 (b3, not counted, is left out)
+    # over the leaderboard's runs: a1, a2, b1, b2 at 0.5 and d1 at 0.55 (b3, not counted, is left out). One gold
+    # set gives every run the same diagonal AER; d1's differs here only so that the mean is checkable
     assert diag.loc["leaderboard", "aer_mean"] == pytest.approx(0.51)
     assert diag.loc["leaderboard", "aer_n"] == 5 and diag.loc["leaderboard", "gold"] == "synthetic"
     assert diag.loc["unconverged", "aer_mean"] == pytest.approx(0.5) and diag.loc["unconverged", "aer_n"] == 3
@@ -670,7 +671,15 @@ def test_diagonal_baseline_row_and_below_diagonal_column(conv_runs):
 
 
 def test_diagonal_baseline_per_gold_set():
-    from harness.report.tables import add_below_diagonal, diagonal_table
+    from harness.report.tables import add_below_diagonal, diagonal_table, gold_of
+
+    # a gold set is its name plus the data keys that vary between the report's runs: two synthetic tasks differ
+    synthetic = {"gold_alignments": "synthetic"}
+    assert (
+        gold_of(synthetic, {"data.synthetic.test_size": 40}, ["data.synthetic.test_size"]) == "synthetic (test_size=40)"
+    )
+    assert gold_of(synthetic, {"data.synthetic.test_size": 40}, []) == "synthetic"
+    assert gold_of({"gold_alignments": None}, {"data.name": "europarl_deen"}, []) == "europarl_deen"
 
     runs = pd.DataFrame(
         {
