@@ -12,7 +12,7 @@ SCALE ?= small
 ARGS ?=
 STORAGE ?=
 
-.PHONY: demo test test-fast install system-deps lint format sweep report dashboard bench bench-peers reproduce clean
+.PHONY: demo test test-fast install system-deps lint format sweep report dashboard bench bench-peers reproduce results clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found (Python 3.11 is required)"; exit 2; }
@@ -75,6 +75,11 @@ bench-peers: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/pip install -q -e '.[align]' || echo "warning: eflomal did not install; the alignment baseline falls back to IBM Model 2"
 	$(BIN)/harness reproduce $(PAPER) --scale $(SCALE) $(ARGS)
+
+# RESULTS.md from results/ (the committed light artifacts of the reproduction studies); `harness results collect`
+# copies finished trials of reports/reproduce-*/ into results/ first
+results: $(STAMP)
+	$(BIN)/harness results build $(ARGS)
 
 clean:
 	rm -rf reports/demo reports/bench .pytest_cache

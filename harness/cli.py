@@ -144,6 +144,7 @@ def _extensions():
         "harness.bench",
         "harness.reproduce",
         "harness.align",
+        "harness.results",
     ):
         try:
             m = importlib.import_module(mod)

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from harness.config import ExperimentConfig
+from harness.data.alignments import Alignment, write_pharaoh
 from harness.data.datamodule import EncodedSplit, eval_batches
 from harness.data.tokenize import UNK
 from harness.io import atomic_write_bytes, atomic_write_text
@@ -165,7 +166,9 @@ def alignment_metrics(module, split: EncodedSplit, cfg: ExperimentConfig, tokeni
     forced = forced_split_attention(module.model, split, cfg.decode.batch_size, extra)
     if gold is None:
         return out, [a[: a.shape[0] - extra] if a is not None else None for a in forced]
-    scores = alignment_scores(attention_links(forced, split, cfg, tokenizers), gold)
+    links = attention_links(forced, split, cfg, tokenizers)
+    out["links"] = links  # written as <split>.align by evaluate_split, not a metric
+    scores = alignment_scores(links, gold)
     out |= {"aer": scores["aer"], "alignment_precision": scores["precision"], "alignment_recall": scores["recall"]}
     th = alignment_scores(attention_links(forced, split, cfg, tokenizers, cfg.eval.align_threshold), gold)
     out |= {"aer_threshold": th["aer"], "aer_threshold_precision": th["precision"]}
@@ -239,6 +242,7 @@ def evaluate_split(
         if forced
         else (dict.fromkeys(ALIGNMENT_KEYS) | {"gold_alignments": split.raw.gold_name}, [])
     )
+    links = align.pop("links", None)
     metrics.update(align)
     rows = [a for a in (forced_attn or decoded.attention) if a is not None and a.size]
     metrics["attention_entropy"] = attention_entropy(rows) if rows else None
@@ -249,6 +253,8 @@ def evaluate_split(
     if decoded.nbest:  # Moses n-best format: sentence index ||| hypothesis ||| score (best first)
         lines = [f"{i} ||| {text} ||| {score:.4f}\n" for i in sorted(decoded.nbest) for text, score in decoded.nbest[i]]
         atomic_write_text(out_dir / f"{stem}.nbest", "".join(lines))
+    if links is not None:  # the attention's word links (eval.align_method), Pharaoh i-j, source first, 0-based
+        write_pharaoh([Alignment(x, set()) for x in links], out_dir / f"{stem}.align")
     if forced_attn:
         save_attention(
             out_dir / "attention" / f"{stem}.forced.npz",

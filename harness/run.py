@@ -52,6 +52,13 @@ def versions() -> dict[str, str]:
     return out
 
 
+def hardware() -> str:
+    """The machine a run trained on, in one line (metrics.json `hardware`; RESULTS.md shows it)."""
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.system()} {cpu}, {os.cpu_count()} CPUs, {gpu}, {torch.get_num_threads()} torch threads"
+
+
 def git_commit() -> str | None:
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
@@ -435,6 +442,7 @@ def train(
                 "steps": steps,
                 "epochs": epochs,
                 "peak_rss_mb": max(meter.peak_rss_mb, rank0.get("peak_rss_mb", 0.0)),
+                "hardware": hardware(),
                 "seed": cfg.seed,
                 "arch": cfg.model.arch,
                 "score": cfg.model.score,

@@ -1,0 +1,68 @@
+"""results/ and RESULTS.md (harness/results.py): the light artifacts of a (tiny) reproduction are collected, and
+RESULTS.md is rebuilt from them alone, judging each claim on converged runs only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from harness.paths import data_root
+from harness.reproduce import reproduce
+from harness.results import build, collect, finished_trials, verdicts
+
+pytestmark = pytest.mark.skipif(
+    not (data_root() / "multi30k").is_dir(), reason=f"shared data not found: {data_root()}/multi30k"
+)
+
+
+def _set(run, **values):
+    m = json.loads((run / "metrics.json").read_text())
+    m.update(values)
+    (run / "metrics.json").write_text(json.dumps(m))
+
+
+@pytest.mark.slow
+def test_collect_then_build_from_results_alone(tmp_path):
+    out = tmp_path / "reproduce-bahdanau2015"
+    reproduce("bahdanau2015", "tiny", output=out, quiet=True)
+    into = tmp_path / "results"
+    first = collect(out, into)
+    assert first["target"] == "bahdanau2015" and first["trials"] == 3
+    assert collect(out, into)["files_copied"] == 0  # nothing changed: nothing copied again
+    dest = into / "bahdanau2015"
+    (study,) = [p for p in dest.iterdir() if (p / "trials").is_dir()]
+    assert (study / "study.journal").is_file()
+    trials = finished_trials(study)
+    assert len(trials) == 3
+    for t in trials:
+        for name in ("config.yaml", "metrics.json", "test.hyp", "logs/metrics.csv"):
+            assert (t / name).is_file(), name
+    assert not list(dest.rglob("*.ckpt")) and not list(dest.rglob("*.npz"))  # never checkpoints or attention
+
+    shutil.rmtree(out)  # RESULTS.md needs results/ only
+    md = build(into, tmp_path / "RESULTS.md").read_text()
+    assert "RNNsearch (bahdanau, additive)" in md and "nrefs:1" in md and "| claim | verdict | why |" in md
+    assert md.count("**not testable at this scale**") == 2  # tiny runs stop at max_steps: nothing is judged
+    assert "Not run yet" in md  # the other targets
+    assert (dest / "report" / "index.html").is_file()
+
+    # the same runs, as if their stopping rule had ended them: judged now, by their BLEU
+    rows = {"RNNsearch (bahdanau, additive)": [], "RNNencdec (bahdanau, attention off)": []}
+    for t in trials:
+        arch = json.loads((t / "metrics.json").read_text())
+        _set(t, converged=True, stop_reason="early_stopping")
+        cfg = (t / "config.yaml").read_text()
+        if "score: additive" in cfg:
+            rows["RNNsearch (bahdanau, additive)"].append(t)
+            _set(t, bleu=30.0)
+        elif "arch: bahdanau" in cfg:
+            rows["RNNencdec (bahdanau, attention off)"].append(t)
+            _set(t, bleu=20.0)
+        del arch
+    (first_claim, second) = verdicts("bahdanau2015", rows, [])
+    assert first_claim.verdict == "reproduced" and "BLEU 30.00 vs 20.00" in first_claim.why
+    assert second.verdict == "not run yet"  # the seq2seq row was left out of `rows`
+    sig = [{"claim": first_claim.claim, "p_value": 0.2}]
+    assert verdicts("bahdanau2015", rows, sig)[0].verdict == "not reproduced"  # not significant
