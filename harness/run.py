@@ -238,7 +238,7 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
     if at is not None:
         for r in newer:
             r["step"], r["epoch"] = str(at[0]), str(at[1])
-    writer = csv_logger.experiment  # a writer Lightning creates now deletes metrics.csv: let it, before we write
+    experiment = csv_logger.experiment  # a writer Lightning creates now deletes metrics.csv: let it, before we write
     # sorted like Lightning's writer, which keeps appending (e.g. the final validation) with these keys
     fields = sorted({k for r in rows + newer for k in r if k is not None})
     buf = io.StringIO()
@@ -246,18 +246,24 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
     writer.writeheader()
     writer.writerows(rows + newer)
     atomic_write_text(path, buf.getvalue())
-    writer.metrics_keys = fields
+    # Lightning's writer must know every column of the file now, or rewriting it with a new column (the final
+    # validation's val_* keys after a resumed fit) fails on the training columns ("dict contains fields not in
+    # fieldnames")
+    experiment.metrics_keys = list(fields)
 
 
 def _validation(cfg: ExperimentConfig, data):
     """What the module scores at every validation: BLEU against the val references, and AER on the data set's
     gold dev sentences where it has them (Corpus.align_dev)."""
+    import functools
+
     from harness.evaluate import split_aer
     from harness.lightning_module import Validation
 
     dev = data.splits.get(data.corpus.align_dev) if data.corpus.align_dev else None
-    tokenizers = (data.src_tok, data.tgt_tok)
-    aer = (lambda model: split_aer(model, dev, cfg, tokenizers)) if dev is not None and dev.raw.gold else None
+    aer = None
+    if dev is not None and dev.raw.gold:  # a partial, not a closure: ddp_spawn pickles the module for its ranks
+        aer = functools.partial(split_aer, split=dev, cfg=cfg, tokenizers=(data.src_tok, data.tgt_tok))
     return Validation(data.splits["val"].raw.tgt, data.tgt_tok.decode, aer)
 
 
