@@ -3,7 +3,7 @@
 One model forced-decodes the references (Luong et al. 2015 §5.4): each target word links to source words by its
 attention row (eval.align_method: argmax, or shift-att with the architecture's query lag). With a second model of
 the opposite direction, the two link sets are combined by the symmetrisation heuristics of statistical alignment
-(Och & Ney 2003; Koehn, Och, Marcu 2003: intersection, union, grow-diag-final-and; harness.aligners.symmetrize),
+(Och & Ney 2003; Koehn, Och, Marcu 2003: intersection, union, grow-diag-final-and; harness.data.aligners.symmetrize),
 which trade the precision of the intersection against the recall of the union.
 
 Links are written in Pharaoh format, one line per sentence pair, `i-j` = source word i, target word j, 0-based,
@@ -68,7 +68,7 @@ def align_text(
 ) -> AlignedText:
     """Links of (src, tgt) by the model in `run_dir` (src -> tgt), symmetrised with the model in `reverse_dir`
     (tgt -> src) when given; AER/precision/recall against `gold` (source-first links) when given."""
-    from harness.aligners import symmetrize
+    from harness.data.aligners import symmetrize
     from harness.metrics.alignment import alignment_scores
 
     if len(src) != len(tgt):

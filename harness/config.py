@@ -107,7 +107,7 @@ class GuidedAlignmentConfig:
 
     weight: float = _f(0.0, lo=0)  # 0 = off: the training step is exactly the unguided one
     # where the reference links of the training pairs come from: a Pharaoh file (one line per training pair of
-    # the corpus, before length filtering; `i-j` = source i, target j, 0-based), `eflomal` (harness/aligners.py
+    # the corpus, before length filtering; `i-j` = source i, target j, 0-based), `eflomal` (harness/data/aligners.py
     # on the training text, grow-diag-final-and, cached by content hash), or `gold` (the synthetic task's exact
     # alignments: an oracle upper bound)
     links: str = ""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.config import ExperimentConfig, from_dict, to_dict
-from harness.data.datamodule import Batch
+from harness.data.batch import Batch
 from harness.data.tokenize import PAD_ID, Vocab
 from harness.metrics.bleu import corpus_scores
 from harness.metrics.keys import VAL_AER, VAL_BLEU, VAL_LOSS, VAL_PPL

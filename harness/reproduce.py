@@ -470,7 +470,7 @@ def aligner_baseline(
 ) -> dict:
     """The statistical aligner on the spec's training text + its gold test sentences (concatenated, so the
     test sentences are aligned with everything learned from the training text), scored on the gold."""
-    from harness.aligners import align, available_aligner, symmetrize
+    from harness.data.aligners import align, available_aligner, symmetrize
     from harness.config import parse_overrides
     from harness.data.alignments import Alignment, write_pharaoh
     from harness.data.corpora import load_corpus
@@ -538,7 +538,7 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     AER (the reverse run's links are transposed onto the same gold, so its AER is comparable). Links are written
     to OUT/symmetrised/*.align; results are cached per pair of run directories."""
     from harness.align import direction_links
-    from harness.aligners import symmetrize
+    from harness.data.aligners import symmetrize
     from harness.data.alignments import Alignment, write_pharaoh
     from harness.data.corpora import load_corpus
     from harness.metrics.alignment import alignment_scores
@@ -728,7 +728,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
             "## Statistical aligner baseline",
             "",
             "Trained on the same training text + the gold test sentences (concatenated), scored on the gold "
-            "test sentences (harness/aligners.py).",
+            "test sentences (harness/data/aligners.py).",
             "",
             "| data | aligner | links | AER | P | R | seconds |",
             "|---|---|---|---|---|---|---|",

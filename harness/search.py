@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.data.datamodule import Batch
+from harness.data.batch import Batch
 from harness.data.tokenize import BOS_ID, EOS_ID, PAD_ID
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.aligners import symmetrize
+from harness.data.aligners import symmetrize
 from harness.config import load_config
 from harness.data.alignments import Alignment, read_alignments, write_pharaoh
 from harness.data.synthetic import generate

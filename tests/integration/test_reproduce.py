@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.aligners import grow_diag_final_and, ibm2_align, symmetrize
+from harness.data.aligners import grow_diag_final_and, ibm2_align, symmetrize
 from harness.config import load_config
 from harness.data.alignments import Alignment
 from harness.data.tokenize import UNK

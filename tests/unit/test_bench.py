@@ -22,7 +22,7 @@ from harness.bench import (
     write_bench,
 )
 from harness.config import ModelConfig
-from harness.data.datamodule import Batch
+from harness.data.batch import Batch
 from harness.models.seq2seq import build_model
 from harness.peers import (
     JOEY_PARAMS,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.data.datamodule import collate
+from harness.data.batch import collate
 from harness.data.guidance import GuideTargets
 from harness.lightning_module import guided_alignment_loss
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.config import ModelConfig
-from harness.data.datamodule import collate
+from harness.data.batch import collate
 from harness.errors import HarnessError
 from harness.models.encoders import RNNEncoder, reverse_padded
 from harness.models.registry import check_model_config, key_size

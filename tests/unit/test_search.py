@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from harness.config import ModelConfig, SyntheticConfig
-from harness.data.datamodule import collate
+from harness.data.batch import collate
 from harness.data.synthetic import generate
 from harness.data.tokenize import EOS_ID, PAD_ID, Vocab
 from harness.metrics.bleu import corpus_scores
