@@ -34,10 +34,11 @@ def direction_links(
     run_dir: str | Path, src: list[str], tgt: list[str], align_method: str | None = None
 ) -> list[set[Link]]:
     """Forced-decoding links of one model over (src, tgt) sentence pairs in its own direction."""
-    from harness.config import from_dict, to_dict
+    from harness.config import to_dict
     from harness.data.corpora import Split
     from harness.data.datamodule import encode_split, prepare
     from harness.evaluate import attention_links, forced_split_attention
+    from harness.experiment import from_dict
     from harness.models.seq2seq import ARCHS
     from harness.run import load_module
 

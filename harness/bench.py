@@ -395,9 +395,9 @@ def bench_preset(
     import torch
 
     from harness.callbacks import peak_rss_mb
-    from harness.config import load_config
     from harness.data.datamodule import TranslationDataModule, prepare
     from harness.evaluate import decode_split
+    from harness.experiment import load_config
     from harness.lightning_module import TranslationModule
     from harness.metrics.bleu import corpus_scores
 
@@ -711,8 +711,8 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.config import load_config
     from harness.data.datamodule import TranslationDataModule, eval_batches, prepare
+    from harness.experiment import load_config
     from harness.lightning_module import TranslationModule
     from harness.search import beam_search, greedy
 
@@ -857,8 +857,9 @@ def _prepare_data_file(presets: list[str], overrides: list[str], tmp: Path) -> s
     """Tokenize Multi30k once for all presets (they share one data section) and pickle it for the workers."""
     import pickle
 
-    from harness.config import load_config, to_dict
+    from harness.config import to_dict
     from harness.data.datamodule import prepare
+    from harness.experiment import load_config
 
     cfgs = [load_config(PROJECT_ROOT / "experiments" / f"{p}_multi30k.yaml", overrides) for p in presets]
     if any(to_dict(c)["data"] != to_dict(cfgs[0])["data"] for c in cfgs):
@@ -922,7 +923,7 @@ def run_bench(
             doc["results"].append(json.loads(out.read_text()))
     doc["machine"]["load_end"] = _load()
     if doc["results"] and "batch_size" not in doc["settings"]:
-        from harness.config import load_config
+        from harness.experiment import load_config
 
         cfg = load_config(PROJECT_ROOT / "experiments" / f"{presets[0]}_multi30k.yaml", overrides)
         doc["settings"]["batch_size"] = cfg.train.batch_size

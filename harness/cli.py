@@ -58,7 +58,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from harness.config import load_config
+    from harness.experiment import load_config
     from harness.run import train
 
     cfg = load_config(args.config, args.overrides)

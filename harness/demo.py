@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from harness.config import load_config
+from harness.config import replace
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
 from harness.paths import PROJECT_ROOT
 from harness.run import load_run_config
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, preset in MODELS:
             cfg = load_config(PROJECT_ROOT / preset, args.overrides)
-            cfg.tracking.wandb.group = cfg.tracking.wandb.group or "demo"
+            cfg = replace(cfg, {"tracking.wandb.group": cfg.tracking.wandb.group or "demo"})
             print(f"== training {name} ({preset}) ==", flush=True)
             result = train(cfg, out / name, overwrite=True, progress=not args.quiet)
             runs.append((name, result.run_dir, result.metrics))

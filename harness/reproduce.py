@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import flatten, from_dict, load_config, read_yaml, to_dict
+from harness.config import flatten, read_yaml, to_dict
 from harness.errors import HarnessError
+from harness.experiment import from_dict, load_config
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT, data_root
 
@@ -470,8 +471,8 @@ def aligner_baseline(
 ) -> dict:
     """The statistical aligner on the spec's training text + its gold test sentences (concatenated, so the
     test sentences are aligned with everything learned from the training text), scored on the gold."""
-    from harness.data.aligners import align, available_aligner, symmetrize
     from harness.config import parse_overrides
+    from harness.data.aligners import align, available_aligner, symmetrize
     from harness.data.alignments import Alignment, write_pharaoh
     from harness.data.corpora import load_corpus
     from harness.metrics.alignment import alignment_scores

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ExperimentConfig, dump_yaml, from_dict, read_yaml, to_dict
+from harness.config import ExperimentConfig, dump_yaml, read_yaml, replace, to_dict
 from harness.errors import HarnessError
+from harness.experiment import from_dict
 from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
 
@@ -482,7 +483,7 @@ def evaluate(
     module = load_module(run_dir, "best")
     cfg = module.cfg
     if n_best is not None:  # n-best lists (RUN_DIR/<split>.nbest) need beam search with at least n beams
-        cfg.decode.n_best = n_best
+        cfg = replace(cfg, {"decode.n_best": n_best})
         beam = max(beam or cfg.decode.beam, n_best)
     data = prepare(cfg, vocabs=(module.src_vocab.itos, module.tgt_vocab.itos))
     split = split or data.corpus.test_split

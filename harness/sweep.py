@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import all_keys, flatten, load_config, parse_overrides, read_yaml, to_dict
+from harness.config import all_keys, flatten, parse_overrides, read_yaml, to_dict
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.paths import PROJECT_ROOT
 
 SPEC_KEYS = (

@@ -203,8 +203,8 @@ def install(tk: Toolkit, root: Path) -> Path:
 # ------------------------------------------------------------------------------------------ data
 def prepare_data(root: Path):
     """Tokenize Multi30k exactly as the harness preset does and write plain token files for the peers."""
-    from harness.config import load_config
     from harness.data.datamodule import prepare
+    from harness.experiment import load_config
 
     cfg = load_config(PROJECT_ROOT / HARNESS_PRESET, ["tracking.wandb.mode=disabled"])
     say("tokenizing Multi30k (lowercase, Moses) ...")
@@ -412,6 +412,7 @@ def _decoded(hyp: Path, data, refs: list[str], n: int, seconds: float | None, m:
 def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
     import json
 
+    from harness.config import replace
     from harness.evaluate import decode_split
     from harness.run import load_module
 
@@ -453,8 +454,9 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
     n = len(refs)
     for label, beam in (("greedy", 1), ("beam5", 5)):
         say(f"harness: decoding test ({label}) ...")
-        cfg.decode.batch_size = 64 * beam  # 64 sentences a batch, as for the peers
-        cfg.decode.length_penalty_alpha = cfg.decode.coverage_penalty_beta = 0.0
+        # 64 sentences a batch, as for the peers, and no length or coverage penalty
+        changes = {"decode.batch_size": 64 * beam, "decode.length_penalty_alpha": 0.0}
+        cfg = replace(cfg, changes | {"decode.coverage_penalty_beta": 0.0})
         out = decode_split(module, split, cfg, data.tgt_tok.decode, beam=beam, progress=False)
         hyp = work / f"test.{label}.hyp"
         atomic_write_text(hyp, "".join(" ".join(t) + "\n" for t in out.tokens))

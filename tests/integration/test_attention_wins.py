@@ -5,8 +5,8 @@ Fixed seed; each model trains a few hundred steps (well under a minute on an idl
 import numpy as np
 import pytest
 
-from harness.config import load_config
 from harness.data.corpora import load_corpus
+from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
 from harness.run import train
 

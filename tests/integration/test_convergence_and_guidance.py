@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from harness.config import load_config
 from harness.data.datamodule import TranslationDataModule, prepare
+from harness.experiment import load_config
 from harness.lightning_module import TranslationModule
 from harness.run import load_checkpoint, train
 

@@ -332,8 +332,8 @@ def test_disk_full_in_the_file_write_of_a_checkpoint_keeps_the_previous_one(tmp_
             state["armed"] = trainer.global_step >= 20
 
     monkeypatch.setattr(LocalFileOpener, "write", write)
-    from harness.config import load_config
     from harness.errors import HarnessError
+    from harness.experiment import load_config
     from harness.run import load_checkpoint, train
 
     cfg = load_config(PRESET, [*RESUMABLE, "train.max_steps=30", "train.val_every=10"])

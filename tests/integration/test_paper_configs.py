@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from harness.config import load_config
+from harness.experiment import load_config
 from harness.paths import PROJECT_ROOT, data_root
 
 PAPER = sorted((PROJECT_ROOT / "experiments" / "paper").glob("*.yaml"))

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness.config import load_config
 from harness.data.datamodule import prepare
+from harness.experiment import load_config
 from harness.run import train
 
 from ..conftest import needs_data

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from harness.data.aligners import grow_diag_final_and, ibm2_align, symmetrize
-from harness.config import load_config
 from harness.data.alignments import Alignment
 from harness.data.tokenize import UNK
 from harness.errors import HarnessError
 from harness.evaluate import replace_unknowns
+from harness.experiment import load_config
 from harness.metrics.alignment import alignment_scores
 from harness.paths import data_root
 from harness.reproduce import SCALES, TARGETS, expected_time, reproduce, spec_path

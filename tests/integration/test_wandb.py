@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_config
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.paths import PROJECT_ROOT
 from harness.run import train
 from harness.tracking import api_key_configured, run_name, wandb_mode

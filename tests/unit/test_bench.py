@@ -186,8 +186,8 @@ def test_render_bench_table_gpu_row():
 
 
 def test_bench_device_follows_the_train_keys():
-    from harness.config import load_config
     from harness.errors import HarnessError
+    from harness.experiment import load_config
     from harness.paths import PROJECT_ROOT
 
     path = PROJECT_ROOT / "experiments" / "bahdanau2015_multi30k.yaml"

@@ -2,8 +2,9 @@
 
 import pytest
 
-from harness.config import all_keys, load_config, parse_overrides, to_dict
+from harness.config import all_keys, parse_overrides, to_dict
 from harness.errors import HarnessError
+from harness.experiment import load_config
 
 PUBLIC = [
     "model.arch",
@@ -90,6 +91,6 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 def test_round_trip_resolved_config():
     cfg = load_config("experiments/luong2015_synthetic.yaml")
-    from harness.config import from_dict
+    from harness.experiment import from_dict
 
     assert from_dict(to_dict(cfg)) == cfg

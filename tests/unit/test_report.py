@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-from harness.config import dump_yaml, load_config, to_dict
+from harness.config import dump_yaml, to_dict
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.report import load, render, render_runs
 from harness.report.animate import animation_frames, gif_bytes
 from harness.report.significance import paired_bootstrap

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.config import load_config
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.run import load_checkpoint, load_run_config
 
 from ..conftest import TINY
