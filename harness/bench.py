@@ -394,12 +394,12 @@ def bench_preset(
 
     import torch
 
-    from harness.callbacks import peak_rss_mb
     from harness.data.datamodule import TranslationDataModule, prepare
-    from harness.evaluate import decode_split
+    from harness.decode.evaluate import decode_split
     from harness.experiment import load_config
-    from harness.lightning_module import TranslationModule
     from harness.metrics.bleu import corpus_scores
+    from harness.train.callbacks import peak_rss_mb
+    from harness.train.module import TranslationModule
 
     path = PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml"
     cfg = load_config(path, list(overrides) + ["tracking.wandb.mode=disabled"])
@@ -712,9 +712,9 @@ def profile_preset(preset: str, steps: int, overrides: list[str], data=None) -> 
     from torch.profiler import ProfilerActivity, profile
 
     from harness.data.datamodule import TranslationDataModule, eval_batches, prepare
+    from harness.decode.search import beam_search, greedy
     from harness.experiment import load_config
-    from harness.lightning_module import TranslationModule
-    from harness.search import beam_search, greedy
+    from harness.train.module import TranslationModule
 
     cfg = load_config(
         PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml",
@@ -841,7 +841,7 @@ def machine_info() -> dict:
 
 
 def _git_commit() -> str | None:
-    from harness.run import git_commit
+    from harness.runs.run import git_commit
 
     return git_commit()
 

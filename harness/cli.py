@@ -59,7 +59,7 @@ def cmd_list(args) -> int:
 
 def cmd_train(args) -> int:
     from harness.experiment import load_config
-    from harness.run import train
+    from harness.runs.run import train
 
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, args.output, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
@@ -73,7 +73,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from harness.run import evaluate
+    from harness.runs.run import evaluate
 
     if args.n_best is not None and args.n_best < 1:
         raise HarnessError(f"--n-best: expected an integer >= 1, got {args.n_best}")
@@ -90,7 +90,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from harness.translate import translate_stream
+    from harness.runs.translate import translate_stream
 
     translate_stream(args.run_dir, sys.stdin, sys.stdout, beam=args.beam, attention_file=args.attention)
     return 0
@@ -143,7 +143,7 @@ def _extensions():
         "harness.report.cli",
         "harness.bench",
         "harness.reproduce",
-        "harness.align",
+        "harness.runs.align",
         "harness.results",
     ):
         try:

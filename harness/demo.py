@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
 from harness.paths import PROJECT_ROOT
-from harness.run import load_run_config
+from harness.runs.run import load_run_config
 
 MODELS = [("seq2seq", "experiments/seq2seq_synthetic.yaml"), ("bahdanau", "experiments/bahdanau2015_synthetic.yaml")]
 SHORT_MAX = 20  # source words; "long" is everything longer
@@ -38,7 +38,7 @@ def short_long_bleu(run_dir: Path) -> tuple[float, float, int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     from harness.cli import _quiet_libraries
-    from harness.run import train
+    from harness.runs.run import train
 
     _quiet_libraries()
     p = argparse.ArgumentParser(prog="harness.demo")

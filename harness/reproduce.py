@@ -331,11 +331,11 @@ def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, work
 
 
 def run_spec_directly(spec: Path, overrides: list[str], study: str, runs_dir: Path, quiet: bool) -> int:
-    """Without harness.sweep: every grid point x seed of the spec, trained in a loop by harness.run.train."""
+    """Without harness.sweep: every grid point x seed of the spec, trained in a loop by harness.runs.run.train."""
     import itertools
 
     from harness.config import parse_overrides
-    from harness.run import train
+    from harness.runs.run import train
 
     raw = read_yaml(spec)
     base = PROJECT_ROOT / raw["base"]
@@ -363,7 +363,7 @@ def run_spec_directly(spec: Path, overrides: list[str], study: str, runs_dir: Pa
 
 
 def run_paper_configs(target: Target, runs_dir: Path, overrides: list[str], quiet: bool) -> list[Path]:
-    from harness.run import train
+    from harness.runs.run import train
 
     out = []
     for name in target.paper_configs:
@@ -432,9 +432,9 @@ def unk_replace_effect(run_dir: Path) -> dict | None:
         return json.loads(cache.read_text())
     from harness.data.datamodule import prepare
     from harness.data.tokenize import UNK
-    from harness.evaluate import decode_split, replace_unknowns
+    from harness.decode.evaluate import decode_split, replace_unknowns
     from harness.metrics.bleu import corpus_scores
-    from harness.run import load_module
+    from harness.runs.run import load_module
 
     module = load_module(run_dir, "best")
     if not module.model.has_attention:
@@ -538,12 +538,12 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     the test gold combined by intersection and grow-diag-final-and (harness align), beside each direction's own
     AER (the reverse run's links are transposed onto the same gold, so its AER is comparable). Links are written
     to OUT/symmetrised/*.align; results are cached per pair of run directories."""
-    from harness.align import direction_links
     from harness.data.aligners import symmetrize
     from harness.data.alignments import Alignment, write_pharaoh
     from harness.data.corpora import load_corpus
     from harness.metrics.alignment import alignment_scores
-    from harness.run import load_run_config
+    from harness.runs.align import direction_links
+    from harness.runs.run import load_run_config
 
     flat = {run: run_flat_config(run) for run in runs}
     rows = []
@@ -708,7 +708,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
             "## Unknown-word replacement (Luong et al. 2015 §4)",
             "",
             "Each attention run's test hypotheses decoded once; every `<unk>` then replaced by the source "
-            "word with the highest attention weight (decode.unk_replace, harness/evaluate.py "
+            "word with the highest attention weight (decode.unk_replace, harness/decode/evaluate.py "
             "replace_unknowns). " + target.paper_note,
             "",
             "| configuration | BLEU | BLEU + unk replace | delta | <unk> per run | paper before -> after |",

@@ -4,7 +4,7 @@ A spec names a base experiment config, overrides applied to every trial, a searc
 keys, a sampler (grid | tpe | random), the objective(s) read from metrics.json, seeds, a trial budget and a
 pruner. The whole spec (every grid point) is validated with harness.config.load_config before any trial.
 
-Each trial is one `harness.run.train` into reports/<study>/trials/<number>/; its metrics, run directory,
+Each trial is one `harness.runs.run.train` into reports/<study>/trials/<number>/; its metrics, run directory,
 flattened config and seed are stored as trial user attributes, so the study alone is enough for reports.
 
 Budget: the study ends with exactly `n_trials` COMPLETE trials (grid: every grid point COMPLETE or PRUNED
@@ -60,7 +60,7 @@ PRUNERS = ("none", "median", "successive_halving")
 DIRECTIONS = ("maximize", "minimize")
 PARAM_KEYS = ("type", "low", "high", "log", "step", "choices")
 PARAM_TYPES = ("int", "float", "categorical")
-# numeric metrics.json keys an objective may name (harness/run.py, harness/evaluate.py)
+# numeric metrics.json keys an objective may name (harness/runs/run.py, harness/decode/evaluate.py)
 METRICS = (
     "bleu",
     "chrf",
@@ -788,7 +788,7 @@ def _pruning_callback(trial):
 def _stop_when_pressed(ctrl_c: _CtrlC):
     """A Ctrl-C whose KeyboardInterrupt Python dropped (raised inside a __del__, seen in the regex module while
     the data are tokenized) left only _CtrlC's flag: the trial's training stops at its next step instead of
-    running to the end. (Once training runs, harness.callbacks.ResumeState handles SIGINT itself.)"""
+    running to the end. (Once training runs, harness.train.callbacks.ResumeState handles SIGINT itself.)"""
     import lightning.pytorch as pl
 
     class StopWhenPressed(pl.Callback):
@@ -855,7 +855,7 @@ class Objective_:
         """A retried trial (its worker died: SIGKILL, pre-emption, a lost machine; or Ctrl-C) continues the
         failed trial's training from that trial's last.ckpt instead of starting at step 0: the failed trial's
         unfinished run directory (trials/<n>.partial) becomes this trial's, and training resumes from it (exactly,
-        on CPU: harness.callbacks.ResumeState). Returns whether it does."""
+        on CPU: harness.train.callbacks.ResumeState). Returns whether it does."""
         from optuna.storages import RetryFailedTrialCallback
 
         source = trial.user_attrs.get("resume_from")
@@ -868,7 +868,7 @@ class Objective_:
         last = partial / "checkpoints" / "last.ckpt"
         if not last.is_file() or (partial / ".lock").exists() and _locked(partial / ".lock"):
             return False
-        from harness.run import load_checkpoint
+        from harness.runs.run import load_checkpoint
 
         try:
             step = int(load_checkpoint(last)["global_step"])
@@ -891,7 +891,7 @@ class Objective_:
     def _run(self, trial):
         import optuna
 
-        from harness.run import train
+        from harness.runs.run import train
 
         _quiet_optuna()  # importing lightning resets its loggers to INFO
         spec, ctx = self.spec, self.ctx
@@ -973,7 +973,7 @@ class Objective_:
 
 
 def _locked(path: Path) -> bool:
-    """Whether another process holds the run directory's lock (harness.run.RunDir): its trial still trains."""
+    """Whether another process holds the run directory's lock (harness.runs.run.RunDir): its trial still trains."""
     import fcntl
 
     with open(path, "a") as handle:
@@ -1010,7 +1010,7 @@ class _CtrlC:
     Python drops ("Exception ignored in ...") an exception raised while it runs a garbage-collection or weakref
     callback (seen inside SQLAlchemy), so the worker also checks the flag at every trial boundary: a Ctrl-C
     can delay the stop to the end of the running trial, never cancel it. (During training the run's own
-    handler (harness.callbacks.ResumeState) takes over and stops after the current step.)"""
+    handler (harness.train.callbacks.ResumeState) takes over and stops after the current step.)"""
 
     def __init__(self) -> None:
         self.pressed = False

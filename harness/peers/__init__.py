@@ -413,8 +413,8 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
     import json
 
     from harness.config import replace
-    from harness.evaluate import decode_split
-    from harness.run import load_module
+    from harness.decode.evaluate import decode_split
+    from harness.runs.run import load_module
 
     work = root / "runs" / "harness"
     say(f"harness: training {steps} steps ({HARNESS_PRESET}) ...")

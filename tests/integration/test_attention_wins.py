@@ -8,7 +8,7 @@ import pytest
 from harness.data.corpora import load_corpus
 from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
-from harness.run import train
+from harness.runs.run import train
 
 SMALL = [
     "data.synthetic.train_size=1500",

@@ -11,8 +11,8 @@ import torch
 
 from harness.data.datamodule import TranslationDataModule, prepare
 from harness.experiment import load_config
-from harness.lightning_module import TranslationModule
-from harness.run import load_checkpoint, train
+from harness.runs.run import load_checkpoint, train
+from harness.train.module import TranslationModule
 
 from ..conftest import ROOT, TINY
 

@@ -9,7 +9,7 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
   uninterrupted run drew next. Without it Lightning restarts a mid-epoch checkpoint's epoch from its first
   batch ("dataloader is not resumable" warning) - and Lightning never called BucketBatchSampler.set_epoch
   either (it looks for `set_epoch` on `batch_sampler.sampler`), so every epoch repeated epoch 0's order;
-- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/run.py);
+- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/runs/run.py);
 - Ctrl-C: the first one stops training after the current optimizer step (ResumeState), where Lightning's
   loop counters resume consistently; stopping inside a step (Lightning's default) left the counters one batch
   apart, so validation ran one batch early after the resume. A second Ctrl-C interrupts at once (that
@@ -17,7 +17,7 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
 So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal those of an uninterrupted run
 (the data-order and RNG fixes were each checked by reverting them: the SIGKILL test then fails).
 logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file as it
-starts; harness/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
+starts; harness/runs/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
 the train_loss row of the step that was interrupted is missing (Lightning had not logged it yet).
 What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb). The W&B
 run after a resume continues the same run id (tests/integration/test_wandb.py).
@@ -190,7 +190,7 @@ def test_second_trainer_into_the_same_output_is_refused(tmp_path, capsys):
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
-    from harness.lightning_module import TranslationModule
+    from harness.train.module import TranslationModule
 
     real_loss = TranslationModule.loss
 
@@ -272,7 +272,7 @@ def test_disk_full_at_the_end_of_training_is_one_line_and_keeps_the_partial_run(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, text)
 
-    monkeypatch.setattr("harness.run.write_json", lambda p, obj: full(p, json.dumps(obj)))
+    monkeypatch.setattr("harness.runs.run.write_json", lambda p, obj: full(p, json.dumps(obj)))
     out = tmp_path / "run"
     assert main(_cmd(out, "train.max_steps=10", "train.val_every=10")) == 2
     err = capsys.readouterr().err
@@ -334,7 +334,7 @@ def test_disk_full_in_the_file_write_of_a_checkpoint_keeps_the_previous_one(tmp_
     monkeypatch.setattr(LocalFileOpener, "write", write)
     from harness.errors import HarnessError
     from harness.experiment import load_config
-    from harness.run import load_checkpoint, train
+    from harness.runs.run import load_checkpoint, train
 
     cfg = load_config(PRESET, [*RESUMABLE, "train.max_steps=30", "train.val_every=10"])
     with pytest.raises(HarnessError, match="No space left on device"):

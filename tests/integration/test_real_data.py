@@ -6,7 +6,7 @@ import pytest
 
 from harness.data.datamodule import prepare
 from harness.experiment import load_config
-from harness.run import train
+from harness.runs.run import train
 
 from ..conftest import needs_data
 

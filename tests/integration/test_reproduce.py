@@ -11,8 +11,8 @@ import pytest
 from harness.data.aligners import grow_diag_final_and, ibm2_align, symmetrize
 from harness.data.alignments import Alignment
 from harness.data.tokenize import UNK
+from harness.decode.evaluate import replace_unknowns
 from harness.errors import HarnessError
-from harness.evaluate import replace_unknowns
 from harness.experiment import load_config
 from harness.metrics.alignment import alignment_scores
 from harness.paths import data_root

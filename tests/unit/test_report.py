@@ -774,7 +774,7 @@ def trained_runs(tmp_path_factory) -> list[Path]:
     """2 configurations x 2 seeds of real tiny training runs, trained once per session. Each is ended by its
     stopping rule (no improvement of val_ppl by 1e6 in 1 validation: the second validation, step 20), so each
     converged and all are ranked."""
-    from harness.run import train
+    from harness.runs.run import train
 
     root = tmp_path_factory.mktemp("report_runs")
     base = {

@@ -1,7 +1,7 @@
 """Untrusted files: checkpoints are loaded as plain data only, YAML with a safe loader only, and secrets (the
 W&B API key, a database password in a storage URL) never reach a file of a run directory or a message.
 
-A checkpoint is a pickle; `torch.load(weights_only=True)` (harness/run.py load_checkpoint, used by evaluate,
+A checkpoint is a pickle; `torch.load(weights_only=True)` (harness/runs/run.py load_checkpoint, used by evaluate,
 translate, load_module and - before Lightning reads it - `train --resume`) refuses any object other than
 tensors and plain containers, so a crafted file cannot run code. YAML goes through yaml.safe_load
 (harness/config.py read_yaml), which has no constructor for `!!python/...` tags.
@@ -19,7 +19,7 @@ import torch
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.experiment import load_config
-from harness.run import load_checkpoint, load_run_config
+from harness.runs.run import load_checkpoint, load_run_config
 
 from ..conftest import TINY
 

@@ -17,11 +17,11 @@ from torch import Tensor
 from harness.config import ExperimentConfig, to_dict
 from harness.data.batch import Batch
 from harness.data.tokenize import PAD_ID, Vocab
+from harness.decode.search import greedy
 from harness.experiment import from_dict
 from harness.metrics.bleu import corpus_scores
 from harness.metrics.keys import VAL_AER, VAL_BLEU, VAL_LOSS, VAL_PPL
 from harness.models.seq2seq import Seq2Seq, build_model, count_parameters
-from harness.search import greedy
 
 
 @dataclass

@@ -198,7 +198,7 @@ def _check_same_model(ckpt: dict, run_dir: Path, ckpt_path: Path) -> None:
 
 
 def load_module(run_dir: Path, which: str = "best"):
-    from harness.lightning_module import TranslationModule
+    from harness.train.module import TranslationModule
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -253,8 +253,8 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
 def _validation(cfg: ExperimentConfig, data):
     """What the module scores at every validation: BLEU against the val references, and AER on the data set's
     gold dev sentences where it has them (Corpus.align_dev)."""
-    from harness.evaluate import split_aer
-    from harness.lightning_module import Validation
+    from harness.decode.evaluate import split_aer
+    from harness.train.module import Validation
 
     dev = data.splits.get(data.corpus.align_dev) if data.corpus.align_dev else None
     tokenizers = (data.src_tok, data.tgt_tok)
@@ -282,7 +282,7 @@ def train(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from harness.callbacks import (
+    from harness.train.callbacks import (
         DistributedShutdown,
         FinalCheckpoint,
         ResumeState,
@@ -294,11 +294,11 @@ def train(
     )
     from harness.data.datamodule import TranslationDataModule, prepare
     from harness.data.guidance import make_guide
-    from harness.evaluate import evaluate_split
-    from harness.lightning_module import TranslationModule
+    from harness.decode.evaluate import evaluate_split
+    from harness.train.module import TranslationModule
     from harness.metrics import convergence
     from harness.metrics.keys import MODE
-    from harness.tracking import finish_tracking, make_wandb_logger
+    from harness.runs.tracking import finish_tracking, make_wandb_logger
 
     # Everything that can fail on bad input happens before the run directory is created.
     data = prepare(cfg)
@@ -477,7 +477,7 @@ def evaluate(
     n_best: int | None = None,
 ) -> dict:
     from harness.data.datamodule import prepare
-    from harness.evaluate import evaluate_split
+    from harness.decode.evaluate import evaluate_split
 
     run_dir = Path(run_dir)
     module = load_module(run_dir, "best")

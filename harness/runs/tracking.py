@@ -1,6 +1,6 @@
 """Weights & Biases through Lightning's WandbLogger: offline by default, never fatal.
 
-What lands where (RUN_DIR/wandb/offline-run-<time>-<id>/, read back with `harness.wandb_reader`):
+What lands where (RUN_DIR/wandb/offline-run-<time>-<id>/, read back with `harness.runs.wandb_reader`):
   config   the resolved experiment config flattened (`model.arch`, `model.score`, ...), `seed`, `versions.*`,
            `git_commit`, `data.sizes.<split>`, `params`; for sweep trials `trial.*` (number, sampled values)
   history  what TranslationModule logs with `self.log`: train_loss, lr, grad_norm, tokens_per_sec every
@@ -89,7 +89,7 @@ def _project_entity(w: WandbConfig) -> tuple[str, str | None]:
 
 def run_config(cfg: ExperimentConfig, data, params: int, trial_info: dict | None = None) -> dict[str, Any]:
     """The W&B run config: everything needed to filter and group runs in the dashboard."""
-    from harness.run import git_commit, versions
+    from harness.runs.run import git_commit, versions
 
     config = flatten(to_dict(cfg))
     config.update(flatten({"versions": versions()}))
@@ -162,7 +162,7 @@ class SafeWandbLogger(WandbLogger):
     def close(self, exit_code: int = 0) -> None:
         """Finish the run and wait until wandb-core has flushed its log, so the run directory is complete
         when it is renamed from RUN_DIR.partial (run.finish() returns before the file is written)."""
-        from harness.wandb_reader import wait_complete
+        from harness.runs.wandb_reader import wait_complete
 
         run = self._experiment
         if run is None or self.closed:
@@ -183,7 +183,7 @@ class SafeWandbLogger(WandbLogger):
 def previous_run_id(run_dir: Path) -> str | None:
     """The W&B id of the latest run under RUN_DIR/wandb (its log file is `*run-*/run-<id>.wandb`): a resumed
     training continues that run instead of starting another."""
-    from harness.wandb_reader import find_run_files
+    from harness.runs.wandb_reader import find_run_files
 
     files = find_run_files(run_dir) if (Path(run_dir) / "wandb").is_dir() else []
     return files[-1].stem.removeprefix("run-") if files else None

@@ -16,6 +16,7 @@ from harness.config import ExperimentConfig
 from harness.data.alignments import Alignment, write_pharaoh
 from harness.data.datamodule import EncodedSplit, eval_batches
 from harness.data.tokenize import UNK
+from harness.decode.search import beam_search, forced_attention, greedy
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.metrics.alignment import (
     alignment_scores,
@@ -27,7 +28,6 @@ from harness.metrics.alignment import (
 from harness.metrics.bleu import corpus_scores
 from harness.metrics.length import by_length, length_drop
 from harness.models.seq2seq import ARCHS
-from harness.search import beam_search, forced_attention, greedy
 
 
 @dataclass

@@ -14,8 +14,8 @@ import numpy as np
 
 from harness.data.corpora import Split, load_corpus
 from harness.data.datamodule import encode_split, make_tokenizers
-from harness.evaluate import decode_split, save_attention
-from harness.run import load_module
+from harness.decode.evaluate import decode_split, save_attention
+from harness.runs.run import load_module
 
 
 def translate_stream(

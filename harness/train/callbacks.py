@@ -78,7 +78,7 @@ class ResumeState(pl.Callback):
     - Ctrl-C at a step boundary: the first Ctrl-C during training stops after the current optimizer step
       (not after an epoch's last batch or before a due validation), so SignalCheckpoint saves a last.ckpt
       that resumes exactly; a second Ctrl-C interrupts at once (that one resumes, but not bit-exactly).
-    harness/run.py adds it to every training; tests/integration/test_faults.py checks the exactness."""
+    harness/runs/run.py adds it to every training; tests/integration/test_faults.py checks the exactness."""
 
     def __init__(self):
         self._module = None
