@@ -841,7 +841,7 @@ def machine_info() -> dict:
 
 
 def _git_commit() -> str | None:
-    from harness.runs.run import git_commit
+    from harness.runs.provenance import git_commit
 
     return git_commit()
 

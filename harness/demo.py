@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
 from harness.paths import PROJECT_ROOT
-from harness.runs.run import load_run_config
+from harness.runs.provenance import load_run_config
 
 MODELS = [("seq2seq", "experiments/seq2seq_synthetic.yaml"), ("bahdanau", "experiments/bahdanau2015_synthetic.yaml")]
 SHORT_MAX = 20  # source words; "long" is everything longer

@@ -434,7 +434,7 @@ def unk_replace_effect(run_dir: Path) -> dict | None:
     from harness.data.tokenize import UNK
     from harness.decode.evaluate import decode_split, replace_unknowns
     from harness.metrics.bleu import corpus_scores
-    from harness.runs.run import load_module
+    from harness.runs.layout import load_module
 
     module = load_module(run_dir, "best")
     if not module.model.has_attention:
@@ -543,7 +543,7 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     from harness.data.corpora import load_corpus
     from harness.metrics.alignment import alignment_scores
     from harness.runs.align import direction_links
-    from harness.runs.run import load_run_config
+    from harness.runs.provenance import load_run_config
 
     flat = {run: run_flat_config(run) for run in runs}
     rows = []

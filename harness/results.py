@@ -169,7 +169,7 @@ def claim_significance(target: str, dest: Path) -> list[dict]:
 def _references(run: Path) -> tuple[list[str], bool]:
     """The test references of a run's data set (from the shared data) and whether its BLEU is lower-cased."""
     from harness.data.corpora import load_corpus
-    from harness.runs.run import load_run_config
+    from harness.runs.provenance import load_run_config
 
     cfg = load_run_config(run)
     corpus = load_corpus(cfg.data)

@@ -868,7 +868,7 @@ class Objective_:
         last = partial / "checkpoints" / "last.ckpt"
         if not last.is_file() or (partial / ".lock").exists() and _locked(partial / ".lock"):
             return False
-        from harness.runs.run import load_checkpoint
+        from harness.train.checkpoints import load_checkpoint
 
         try:
             step = int(load_checkpoint(last)["global_step"])

@@ -1,23 +1,22 @@
 """Evaluate a trained model on a split: decode (greedy or beam), BLEU/chrF with signatures, BLEU by source
 length, forced-decoding attention -> AER/precision/recall against gold, attention entropy, speed.
-Writes <split>.hyp, attention/<split>.npz and returns the flat metrics dict that goes into metrics.json."""
+Returns the flat metrics dict that goes into metrics.json with the hypotheses and attention behind it; the run
+directory keeps them as files (harness/runs/layout.py write_evaluation)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from harness.config import ExperimentConfig
-from harness.data.alignments import Alignment, write_pharaoh
 from harness.data.datamodule import EncodedSplit, eval_batches
 from harness.data.tokenize import UNK
 from harness.decode.search import beam_search, forced_attention, greedy
-from harness.io import atomic_write_bytes, atomic_write_text
+from harness.metrics import keys
 from harness.metrics.alignment import (
     alignment_scores,
     attention_entropy,
@@ -94,19 +93,6 @@ def replace_unknowns(tokens: list[str], attention: np.ndarray, src_tokens: list[
     return out
 
 
-ALIGNMENT_KEYS = (
-    "aer",
-    "alignment_precision",
-    "alignment_recall",
-    "aer_threshold",
-    "aer_threshold_precision",
-    "aer_threshold_recall",
-    "aer_diagonal",
-    "aer_diagonal_precision",
-    "aer_diagonal_recall",
-)
-
-
 def forced_split_attention(model, split: EncodedSplit, batch_size: int, extra_steps: int = 0) -> list:
     """Forced decoding of a split's references: per sentence its attention (|y| + 1 + extra_steps, |x|)."""
     device = next(model.parameters()).device
@@ -154,11 +140,11 @@ def alignment_metrics(module, split: EncodedSplit, cfg: ExperimentConfig, tokeni
     attention's links (eval.align_method; threshold extraction beside it), and the positional baseline's on the
     same sentences (aer_diagonal), also for a model without attention."""
     gold = split.raw.gold
-    out: dict = dict.fromkeys(ALIGNMENT_KEYS) | {"gold_alignments": split.raw.gold_name}
+    out: dict = dict.fromkeys(keys.ALIGNMENT) | {keys.GOLD_ALIGNMENTS: split.raw.gold_name}
     if gold is not None:
         diag = alignment_scores(diagonal_baseline(split, tokenizers), gold)
-        out |= {"aer_diagonal": diag["aer"], "aer_diagonal_precision": diag["precision"]}
-        out["aer_diagonal_recall"] = diag["recall"]
+        out |= {keys.AER_DIAGONAL: diag["aer"], keys.AER_DIAGONAL_PRECISION: diag["precision"]}
+        out[keys.AER_DIAGONAL_RECALL] = diag["recall"]
     if not module.model.has_attention:
         return out, []
     lag = ARCHS[cfg.model.arch].query_lag
@@ -167,12 +153,13 @@ def alignment_metrics(module, split: EncodedSplit, cfg: ExperimentConfig, tokeni
     if gold is None:
         return out, [a[: a.shape[0] - extra] if a is not None else None for a in forced]
     links = attention_links(forced, split, cfg, tokenizers)
-    out["links"] = links  # written as <split>.align by evaluate_split, not a metric
+    out["links"] = links  # Evaluation.links (written as <split>.align), not a metric
     scores = alignment_scores(links, gold)
-    out |= {"aer": scores["aer"], "alignment_precision": scores["precision"], "alignment_recall": scores["recall"]}
+    out |= {keys.AER: scores["aer"], keys.ALIGNMENT_PRECISION: scores["precision"]}
+    out[keys.ALIGNMENT_RECALL] = scores["recall"]
     th = alignment_scores(attention_links(forced, split, cfg, tokenizers, cfg.eval.align_threshold), gold)
-    out |= {"aer_threshold": th["aer"], "aer_threshold_precision": th["precision"]}
-    out["aer_threshold_recall"] = th["recall"]
+    out |= {keys.AER_THRESHOLD: th["aer"], keys.AER_THRESHOLD_PRECISION: th["precision"]}
+    out[keys.AER_THRESHOLD_RECALL] = th["recall"]
     return out, [a[: a.shape[0] - extra] if a is not None else None for a in forced]
 
 
@@ -190,21 +177,15 @@ def split_aer(model, split: EncodedSplit, cfg: ExperimentConfig, tokenizers) -> 
     return alignment_scores(attention_links(forced, split, cfg, tokenizers), split.raw.gold)["aer"]
 
 
-def save_attention(path: Path, split: EncodedSplit, tokens: list[list[str]], attention: list) -> None:
-    """attention/<split>.npz, loadable with numpy alone (allow_pickle=False):
-    `attn_<i>` float32 (|y|+1, |x|) per sentence i with attention; `src_<i>`, `tgt_<i>` token arrays (str);
-    `count` = number of sentences. Sentences without attention (no-attention models) have no `attn_<i>`."""
-    arrays: dict[str, np.ndarray] = {"count": np.array(len(tokens))}
-    for i, (toks, a) in enumerate(zip(tokens, attention)):
-        arrays[f"src_{i}"] = np.array(split.src_tokens[i], dtype=str)
-        arrays[f"tgt_{i}"] = np.array(toks, dtype=str)
-        if a is not None:
-            arrays[f"attn_{i}"] = a.astype(np.float32)
-    import io
+@dataclass
+class Evaluation:
+    """A split decoded and scored: the metrics (metrics.json keys) and what the run directory keeps of it
+    (harness/runs/layout.py write_evaluation: <split>.hyp, .nbest, .align, attention/<split>[.forced].npz)."""
 
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    metrics: dict
+    decoded: Decoded
+    links: list[set] | None  # the attention's word links (eval.align_method) where the split has gold
+    forced_attention: list  # forced decoding of the references, per sentence (empty without it)
 
 
 def evaluate_split(
@@ -212,11 +193,10 @@ def evaluate_split(
     data,
     split_name: str,
     cfg: ExperimentConfig,
-    out_dir: Path,
     beam: int | None = None,
     progress: bool = True,
     forced: bool | None = None,
-) -> dict:
+) -> Evaluation:
     split = data.splits[split_name]
     detok = data.tgt_tok.decode
     decoded = decode_split(module, split, cfg, detok, beam, progress)
@@ -226,40 +206,24 @@ def evaluate_split(
     src_lengths = [len(s.split()) for s in split.raw.src]  # words of the source text
     buckets = by_length(src_lengths, decoded.texts, refs, cfg.eval.length_buckets, cfg.eval.min_bucket_n, lower)
     metrics = {
-        "split": split_name,
-        "bleu": scores.bleu,
-        "chrf": scores.chrf,
-        "sacrebleu_signature": scores.bleu_signature,
-        "chrf_signature": scores.chrf_signature,
-        "beam": beam or cfg.decode.beam,
-        "decode_sentences_per_sec": len(refs) / decoded.seconds if decoded.seconds > 0 else None,
-        "by_length": buckets,
-        "length_drop": length_drop(buckets, cfg.eval.min_bucket_n),
+        keys.SPLIT: split_name,
+        keys.BLEU: scores.bleu,
+        keys.CHRF: scores.chrf,
+        keys.BLEU_SIGNATURE: scores.bleu_signature,
+        keys.CHRF_SIGNATURE: scores.chrf_signature,
+        keys.BEAM: beam or cfg.decode.beam,
+        keys.DECODE_SPEED: len(refs) / decoded.seconds if decoded.seconds > 0 else None,
+        keys.BY_LENGTH: buckets,
+        keys.LENGTH_DROP: length_drop(buckets, cfg.eval.min_bucket_n),
     }
     forced = cfg.eval.forced_alignment if forced is None else forced
     align, forced_attn = (
         alignment_metrics(module, split, cfg, (data.src_tok, data.tgt_tok))
         if forced
-        else (dict.fromkeys(ALIGNMENT_KEYS) | {"gold_alignments": split.raw.gold_name}, [])
+        else (dict.fromkeys(keys.ALIGNMENT) | {keys.GOLD_ALIGNMENTS: split.raw.gold_name}, [])
     )
     links = align.pop("links", None)
     metrics.update(align)
     rows = [a for a in (forced_attn or decoded.attention) if a is not None and a.size]
-    metrics["attention_entropy"] = attention_entropy(rows) if rows else None
-    out_dir = Path(out_dir)
-    stem = "test" if split_name == data.corpus.test_split else split_name  # the test split is always test.*
-    atomic_write_text(out_dir / f"{stem}.hyp", "".join(t + "\n" for t in decoded.texts))
-    save_attention(out_dir / "attention" / f"{stem}.npz", split, decoded.tokens, decoded.attention)
-    if decoded.nbest:  # Moses n-best format: sentence index ||| hypothesis ||| score (best first)
-        lines = [f"{i} ||| {text} ||| {score:.4f}\n" for i in sorted(decoded.nbest) for text, score in decoded.nbest[i]]
-        atomic_write_text(out_dir / f"{stem}.nbest", "".join(lines))
-    if links is not None:  # the attention's word links (eval.align_method), Pharaoh i-j, source first, 0-based
-        write_pharaoh([Alignment(x, set()) for x in links], out_dir / f"{stem}.align")
-    if forced_attn:
-        save_attention(
-            out_dir / "attention" / f"{stem}.forced.npz",
-            split,
-            [split.tgt_tokens[i] for i in range(len(forced_attn))],
-            forced_attn,
-        )
-    return metrics
+    metrics[keys.ATTENTION_ENTROPY] = attention_entropy(rows) if rows else None
+    return Evaluation(metrics, decoded, links, forced_attn)

@@ -414,7 +414,7 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
 
     from harness.config import replace
     from harness.decode.evaluate import decode_split
-    from harness.runs.run import load_module
+    from harness.runs.layout import load_module
 
     work = root / "runs" / "harness"
     say(f"harness: training {steps} steps ({HARNESS_PRESET}) ...")

@@ -112,7 +112,7 @@ class References:
     def _load(self, run_dir: Path) -> tuple[str, tuple[list[str], list[str], bool]]:
         from harness.config import to_dict
         from harness.data.corpora import load_corpus
-        from harness.runs.run import load_run_config
+        from harness.runs.provenance import load_run_config
 
         cfg = load_run_config(run_dir)
         key = json.dumps(to_dict(cfg.data), sort_keys=True)

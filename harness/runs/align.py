@@ -40,7 +40,7 @@ def direction_links(
     from harness.decode.evaluate import attention_links, forced_split_attention
     from harness.experiment import from_dict
     from harness.models.seq2seq import ARCHS
-    from harness.runs.run import load_module
+    from harness.runs.layout import load_module
 
     module = load_module(Path(run_dir), "best")
     cfg = module.cfg
@@ -92,7 +92,7 @@ def align_text(
 
 def _split_text(run_dir: Path, split: str) -> tuple[list[str], list[str], list[Alignment] | None]:
     from harness.data.corpora import load_corpus
-    from harness.runs.run import load_run_config
+    from harness.runs.provenance import load_run_config
 
     cfg = load_run_config(run_dir)
     corpus = load_corpus(cfg.data)

@@ -1,6 +1,6 @@
 """Weights & Biases through Lightning's WandbLogger: offline by default, never fatal.
 
-What lands where (RUN_DIR/wandb/offline-run-<time>-<id>/, read back with `harness.runs.wandb_reader`):
+What lands where (RUN_DIR/wandb/offline-run-<time>-<id>/, read back with harness/runs/wandb_reader.py):
   config   the resolved experiment config flattened (`model.arch`, `model.score`, ...), `seed`, `versions.*`,
            `git_commit`, `data.sizes.<split>`, `params`; for sweep trials `trial.*` (number, sampled values)
   history  what TranslationModule logs with `self.log`: train_loss, lr, grad_norm, tokens_per_sec every
@@ -28,6 +28,9 @@ from urllib.parse import urlsplit
 from lightning.pytorch.loggers import WandbLogger
 
 from harness.config import ExperimentConfig, WandbConfig, flatten, to_dict
+from harness.runs.layout import hypotheses_path, read_attention
+from harness.runs.provenance import git_commit, versions
+from harness.runs.wandb_reader import find_run_files, wait_complete
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,6 @@ def _project_entity(w: WandbConfig) -> tuple[str, str | None]:
 
 def run_config(cfg: ExperimentConfig, data, params: int, trial_info: dict | None = None) -> dict[str, Any]:
     """The W&B run config: everything needed to filter and group runs in the dashboard."""
-    from harness.runs.run import git_commit, versions
-
     config = flatten(to_dict(cfg))
     config.update(flatten({"versions": versions()}))
     config["git_commit"] = git_commit()
@@ -162,8 +163,6 @@ class SafeWandbLogger(WandbLogger):
     def close(self, exit_code: int = 0) -> None:
         """Finish the run and wait until wandb-core has flushed its log, so the run directory is complete
         when it is renamed from RUN_DIR.partial (run.finish() returns before the file is written)."""
-        from harness.runs.wandb_reader import wait_complete
-
         run = self._experiment
         if run is None or self.closed:
             return
@@ -183,8 +182,6 @@ class SafeWandbLogger(WandbLogger):
 def previous_run_id(run_dir: Path) -> str | None:
     """The W&B id of the latest run under RUN_DIR/wandb (its log file is `*run-*/run-<id>.wandb`): a resumed
     training continues that run instead of starting another."""
-    from harness.runs.wandb_reader import find_run_files
-
     files = find_run_files(run_dir) if (Path(run_dir) / "wandb").is_dir() else []
     return files[-1].stem.removeprefix("run-") if files else None
 
@@ -289,7 +286,7 @@ def by_length_plot(rows: list[dict]):
 def samples_table(run_dir: Path, data, n: int = SAMPLE_SENTENCES):
     import wandb
 
-    hyp_file = run_dir / "test.hyp"
+    hyp_file = hypotheses_path(run_dir)
     if not hyp_file.is_file():
         return None
     hyps = hyp_file.read_text(encoding="utf-8").splitlines()[:n]
@@ -323,15 +320,14 @@ def attention_figure(src: list[str], tgt: list[str], weights, title: str):
 
 def attention_images(run_dir: Path, indices=HEATMAP_SENTENCES) -> list[tuple[int, Any]]:
     """(test sentence index, wandb.Image of its attention heatmap) for the fixed sentences that exist."""
-    import numpy as np
     import wandb
     from PIL import Image
 
-    path = run_dir / "attention" / "test.npz"
-    if not path.is_file():  # models without attention
+    z = read_attention(run_dir)
+    if z is None:  # models without attention
         return []
     images = []
-    with np.load(path, allow_pickle=False) as z:
+    with z:
         count = int(z["count"])
         for i in indices:
             if i >= count or f"attn_{i}" not in z:

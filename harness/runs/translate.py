@@ -10,12 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from harness.data.corpora import Split, load_corpus
 from harness.data.datamodule import encode_split, make_tokenizers
-from harness.decode.evaluate import decode_split, save_attention
-from harness.runs.run import load_module
+from harness.decode.evaluate import decode_split
+from harness.runs.layout import load_module, save_attention
 
 
 def translate_stream(
@@ -58,5 +56,3 @@ def translate_stream(
     if attention_file:
         save_attention(Path(attention_file), enc, decoded.tokens, decoded.attention)
 
-
-__all__ = ["translate_stream", "np"]

@@ -11,7 +11,8 @@ import torch
 
 from harness.data.datamodule import TranslationDataModule, prepare
 from harness.experiment import load_config
-from harness.runs.run import load_checkpoint, train
+from harness.runs.run import train
+from harness.train.checkpoints import load_checkpoint
 from harness.train.module import TranslationModule
 
 from ..conftest import ROOT, TINY

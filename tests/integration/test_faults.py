@@ -334,7 +334,8 @@ def test_disk_full_in_the_file_write_of_a_checkpoint_keeps_the_previous_one(tmp_
     monkeypatch.setattr(LocalFileOpener, "write", write)
     from harness.errors import HarnessError
     from harness.experiment import load_config
-    from harness.runs.run import load_checkpoint, train
+    from harness.runs.run import train
+    from harness.train.checkpoints import load_checkpoint
 
     cfg = load_config(PRESET, [*RESUMABLE, "train.max_steps=30", "train.val_every=10"])
     with pytest.raises(HarnessError, match="No space left on device"):

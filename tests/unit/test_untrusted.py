@@ -19,7 +19,8 @@ import torch
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.experiment import load_config
-from harness.runs.run import load_checkpoint, load_run_config
+from harness.runs.provenance import load_run_config
+from harness.train.checkpoints import load_checkpoint
 
 from ..conftest import TINY
 
