@@ -138,13 +138,13 @@ def _extensions():
 
     out = []
     for mod in (
-        "harness.plots",
-        "harness.sweep",
+        "harness.report.heatmap",
+        "harness.study.sweep",
         "harness.report.cli",
-        "harness.bench",
-        "harness.reproduce",
+        "harness.bench.throughput",
+        "harness.study.reproduce",
         "harness.runs.align",
-        "harness.results",
+        "harness.report.results",
     ):
         try:
             m = importlib.import_module(mod)

@@ -129,6 +129,7 @@ class RunDir:
             self._lock.close()
             self._lock = None
 
+
 def load_module(run_dir: Path, which: str = "best") -> TranslationModule:
     """The trained module of a run directory (checkpoints/<which>.ckpt, checked against its config.yaml)."""
     from harness.train.checkpoints import load_trained

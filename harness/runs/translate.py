@@ -55,4 +55,3 @@ def translate_stream(
     fout.flush()
     if attention_file:
         save_attention(Path(attention_file), enc, decoded.tokens, decoded.attention)
-

@@ -85,7 +85,7 @@ def offline_run(tmp_path_factory):
                 "tracking.wandb.job_type": "trial",
             },
         )
-        trial = {"trial": 3, "study": "study-x", "model.score": "additive", "seed": 1}  # harness.sweep's form
+        trial = {"trial": 3, "study": "study-x", "model.score": "additive", "seed": 1}  # harness.study.sweep's form
         result = train(cfg, tmp / "run", progress=False, trial_info=trial)
     return result.run_dir, json.loads((result.run_dir / "metrics.json").read_text()), read_run(result.run_dir)
 

@@ -9,7 +9,20 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.bench import (
+from harness.bench.peers import (
+    JOEY_PARAMS,
+    JOEY_STEP,
+    JOEY_TIME,
+    ONMT_PARAMS,
+    ONMT_STEP,
+    ONMT_TIME,
+    after_warmup,
+    last_float,
+    render_peers_table,
+    window_rates,
+)
+from harness.bench.peers.configs import joeynmt_config, opennmt_config
+from harness.bench.throughput import (
     Matmul,
     bench_device,
     compute_limit,
@@ -24,19 +37,6 @@ from harness.bench import (
 from harness.config import ModelConfig
 from harness.data.batch import Batch
 from harness.models.seq2seq import build_model
-from harness.peers import (
-    JOEY_PARAMS,
-    JOEY_STEP,
-    JOEY_TIME,
-    ONMT_PARAMS,
-    ONMT_STEP,
-    ONMT_TIME,
-    after_warmup,
-    last_float,
-    render_peers_table,
-    window_rates,
-)
-from harness.peers.configs import joeynmt_config, opennmt_config
 
 
 # ------------------------------------------------------------------------------------------ FLOP model

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.sweep import _CtrlC
+from harness.study.sweep import _CtrlC
 
 
 class _SignalsInFinalizer:
@@ -58,7 +58,7 @@ def test_ctrl_c_dropped_in_a_finalizer_still_stops_at_the_trial_boundary(dropped
 def test_ctrl_c_dropped_before_training_stops_the_trial_at_its_first_step(dropped):
     """The flag also reaches the trial's training: a Ctrl-C dropped while the data were tokenized (seen in the
     regex module's __del__) stops the trial when training starts, not after it has run to the end."""
-    from harness.sweep import _stop_when_pressed
+    from harness.study.sweep import _stop_when_pressed
 
     with _CtrlC() as ctrl_c:
         stop = _stop_when_pressed(ctrl_c)

@@ -131,7 +131,7 @@ def test_each_job_that_did_not_end_well_is_named_with_its_log(tmp_path, capsys):
 
     import submitit
 
-    from harness.sweep import _slurm_job_status
+    from harness.study.sweep import _slurm_job_status
 
     def storage_down() -> int:
         print("error: storage postgresql://u:***@db/x: cannot be opened (refused)", file=sys.stderr, flush=True)

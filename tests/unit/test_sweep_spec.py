@@ -9,7 +9,7 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.paths import PROJECT_ROOT
-from harness.sweep import load_spec, mask_url, open_storage
+from harness.study.sweep import load_spec, mask_url, open_storage
 
 BASE = "experiments/bahdanau2015_synthetic.yaml"
 
@@ -171,7 +171,7 @@ def _pruning_trial():
     """A trial whose pruner always says prune, and the sweep's pruning callback on it."""
     import optuna
 
-    from harness.sweep import _pruning_callback
+    from harness.study.sweep import _pruning_callback
 
     class Always(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
@@ -256,7 +256,7 @@ def test_overrides_may_follow_the_options():
 
 def test_a_study_refuses_a_changed_base_config(tmp_path):
     """Editing the base preset under an existing study would mix two configs in it: refused, one line."""
-    from harness.sweep import create_or_load_study
+    from harness.study.sweep import create_or_load_study
 
     base = tmp_path / "base.yaml"
     base.write_text((PROJECT_ROOT / BASE).read_text())
@@ -272,7 +272,7 @@ def test_a_study_refuses_a_changed_base_config(tmp_path):
 
 
 def test_a_study_from_before_the_base_digest_still_resumes(tmp_path):
-    from harness.sweep import create_or_load_study
+    from harness.study.sweep import create_or_load_study
 
     spec = load_spec(spec_file(tmp_path))
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
@@ -288,7 +288,7 @@ def test_one_worker_samples_reproducibly_from_sampler_seed(tmp_path, sampler):
     the same points, a resumed study does not draw its first points again, parallel workers draw their own."""
     import optuna
 
-    from harness.sweep import make_sampler
+    from harness.study.sweep import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = load_spec(

@@ -20,7 +20,7 @@ with S̄, T̄ the average source and target (+ </s>) lengths of the training dat
 tanh, softmax), the optimizer and bridges (once per sentence) are left out: the limit is an upper bound.
 
 `harness bench-peers` trains OpenNMT-py and JoeyNMT beside this harness at one configuration; see
-harness/peers/__init__.py.
+harness/bench/peers/__init__.py.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
             size = H
         terms.append(Matmul("generator", "output", "tgt", H, V, "BT"))
     else:
-        raise HarnessError(f"model.arch: no FLOP model for '{arch}' (harness/bench.py model_matmuls)")
+        raise HarnessError(f"model.arch: no FLOP model for '{arch}' (harness/bench/throughput.py model_matmuls)")
     return terms
 
 
@@ -915,7 +915,8 @@ def run_bench(
                 "overrides": overrides,
             }
             r = subprocess.run(
-                [sys.executable, "-m", "harness.bench", "worker", json.dumps(job), str(out)], cwd=PROJECT_ROOT
+                [sys.executable, "-m", "harness.bench.throughput", "worker", json.dumps(job), str(out)],
+                cwd=PROJECT_ROOT,
             )
             if r.returncode != 0 or not out.is_file():
                 doc["results"].append({"preset": preset, "error": f"worker exited with status {r.returncode}"})
@@ -965,7 +966,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_bench_peers(args) -> int:
-    from harness.peers import run_peers
+    from harness.bench.peers import run_peers
 
     return run_peers(args)
 

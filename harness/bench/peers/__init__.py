@@ -1,9 +1,9 @@
 """`harness bench-peers`: OpenNMT-py 3.5.1, JoeyNMT 2.3.0 and this harness trained one after the other at
-one configuration (harness/peers/configs.py), same data, same number of steps; training target tokens/s,
+one configuration (harness/bench/peers/configs.py), same data, same number of steps; training target tokens/s,
 peak resident memory, greedy and beam-5 decoding speed on test_2016_flickr, and test BLEU, every toolkit's
 output scored by the same sacrebleu call against the same raw references.
 
-Everything the peers need lives under a cache folder (default ~/.cache/attention-harness/peers/): one
+Everything the peers need lives under a cache folder (default ~/.cache/attention-harness/bench/peers/): one
 virtualenv per toolkit (torch pinned to this project's version in each: OpenNMT-py 3.5.1 pins torch<2.3,
 so it is installed with --no-deps and then its other requirements), the tokenized data, configs, logs,
 checkpoints and hypotheses. Both peers load their own checkpoints with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import yaml
 
+from harness.bench.peers.configs import HARNESS_PRESET, harness_overrides, joeynmt_config, opennmt_config
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT, cache_dir
-from harness.peers.configs import HARNESS_PRESET, harness_overrides, joeynmt_config, opennmt_config
 
 TORCH_PIN = "torch==2.13.0"
 
@@ -539,7 +539,7 @@ DIFFERENCES = (
 
 
 def run_peers(args) -> int:
-    from harness.bench import _load, machine_info
+    from harness.bench.throughput import _load, machine_info
 
     root = Path(args.cache) if args.cache else cache_dir() / "peers"
     root.mkdir(parents=True, exist_ok=True)

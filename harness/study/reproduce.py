@@ -6,7 +6,7 @@ PAPER is one of the targets below. Scales:
 * `small` experiments/small/<spec>.yaml: CPU-sized models on the real data, at most ~2 hours on 2 cores;
 * `paper` experiments/paper/*.yaml: the papers' own sizes and data (WMT'14 via the hub; GPU cluster time).
 
-tiny/small specs are sweep specs (harness/sweep.py): the reproduction runs them as Optuna studies (so a
+tiny/small specs are sweep specs (harness/study/sweep.py): the reproduction runs them as Optuna studies (so a
 second run resumes instead of starting over) into OUTPUT/runs/<study>/trials/<n>/, then adds what a plain
 sweep does not measure: unknown-word replacement by attention (bahdanau2015, luong2015), the statistical
 aligner baseline (alignment), and the held-out length-bucketed test set (length). Finally it renders the
@@ -302,7 +302,7 @@ def _matches(flat: dict, match: dict) -> bool:
 def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, workers: int, quiet: bool) -> int:
     """Run one sweep spec as an Optuna study through `harness sweep` (resumes when the study exists)."""
     try:
-        import harness.sweep  # noqa: F401
+        import harness.study.sweep  # noqa: F401
     except ModuleNotFoundError:
         return run_spec_directly(spec, overrides, study, runs_dir, quiet)
     from harness.cli import build_parser
@@ -331,7 +331,7 @@ def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, work
 
 
 def run_spec_directly(spec: Path, overrides: list[str], study: str, runs_dir: Path, quiet: bool) -> int:
-    """Without harness.sweep: every grid point x seed of the spec, trained in a loop by harness.runs.run.train."""
+    """Without harness.study.sweep: every grid point x seed of the spec, trained in a loop by harness.runs.run.train."""
     import itertools
 
     from harness.config import parse_overrides

@@ -27,7 +27,7 @@ from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "results"
-CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+CLAIMS_FILE = Path(__file__).parents[1] / "study" / "claims.yaml"
 TRIAL_FILES = ("config.yaml", "metrics.json", "test.hyp", "test.align", "unk_replace.json", "logs/metrics.csv")
 EXTRA_GLOBS = ("aligner/*.json", "aligner/*.align", "symmetrised/*.json", "symmetrised/*.align", "data/buckets.json")
 SUMMARY_FILES = ("reproduction.json", "reproduction.md")
@@ -35,7 +35,7 @@ SUMMARY_FILES = ("reproduction.json", "reproduction.md")
 
 def _target_of(output: Path) -> str:
     """reports/reproduce-<target> (small scale) -> <target>."""
-    from harness.reproduce import TARGETS
+    from harness.study.reproduce import TARGETS
 
     name = output.name.removeprefix("reproduce-")
     if name not in TARGETS:
@@ -88,7 +88,7 @@ def collect(output: Path, into: Path = RESULTS) -> dict:
 def _attention_animation(output: Path, dest: Path) -> None:
     """One attention animation of a real Multi30k test sentence, from the best converged RNNsearch run (it needs
     the checkpoint, so it is made here, where the run is)."""
-    from harness.reproduce import TARGETS, run_flat_config
+    from harness.study.reproduce import TARGETS, run_flat_config
 
     gif = dest / "attention.gif"
     if gif.is_file():
@@ -119,7 +119,7 @@ def target_runs(dest: Path) -> list[Path]:
 
 
 def _rows_runs(target: str, runs: list[Path]) -> dict[str, list[Path]]:
-    from harness.reproduce import TARGETS, _matches, run_flat_config
+    from harness.study.reproduce import TARGETS, _matches, run_flat_config
 
     out: dict[str, list[Path]] = {r.name: [] for r in TARGETS[target].rows}
     for run in runs:
@@ -202,7 +202,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict], symmetrised=None) -> list[Verdict]:
-    """Each claim of the target judged on converged runs only (harness/claims.yaml says how)."""
+    """Each claim of the target judged on converged runs only (harness/study/claims.yaml says how)."""
     out = []
     sig = {s["claim"]: s for s in significance}
     for claim in load_claims().get(target, []):
@@ -289,7 +289,7 @@ def _meta(runs: list[Path]) -> dict:
 def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) -> Path:
     """RESULTS.md from results/ alone: per target the table (mean ± std, n, converged), the claims with a verdict,
     the papers' numbers as reported, commit, hardware, time, signatures, and the report's plots."""
-    from harness.reproduce import LENGTH_BUCKETS, TARGETS, render_markdown, summarize
+    from harness.study.reproduce import LENGTH_BUCKETS, TARGETS, render_markdown, summarize
 
     out = out or into.parent / "RESULTS.md"
     lines = [
@@ -363,7 +363,7 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
 
 
 def _expected(spec: str) -> str:
-    from harness.reproduce import expected_time, spec_path
+    from harness.study.reproduce import expected_time, spec_path
 
     return f"{spec}: {expected_time(spec_path('small', spec))}"
 
@@ -419,7 +419,7 @@ def cmd_results(args) -> int:
 
 
 def _targets() -> set[str]:
-    from harness.reproduce import TARGETS
+    from harness.study.reproduce import TARGETS
 
     return set(TARGETS)
 
