@@ -7,16 +7,18 @@ reports/demo/ (run directories, W&B offline runs, the HTML report).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from harness.cli import demo_parser
 from harness.config import replace
+from harness.console import quiet_libraries
 from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
 from harness.paths import PROJECT_ROOT
+from harness.runs.layout import hypotheses_path
 from harness.runs.provenance import load_run_config
 
 MODELS = [("seq2seq", "experiments/seq2seq_synthetic.yaml"), ("bahdanau", "experiments/bahdanau2015_synthetic.yaml")]
@@ -28,7 +30,7 @@ def short_long_bleu(run_dir: Path) -> tuple[float, float, int, int]:
 
     cfg = load_run_config(run_dir)
     test = load_corpus(cfg.data).splits["test"]
-    hyps = (run_dir / "test.hyp").read_text(encoding="utf-8").splitlines()
+    hyps = hypotheses_path(run_dir).read_text(encoding="utf-8").splitlines()
     short = [i for i, s in enumerate(test.src) if len(s.split()) <= SHORT_MAX]
     long = [i for i, s in enumerate(test.src) if len(s.split()) > SHORT_MAX]
     b_short = corpus_scores([hyps[i] for i in short], [test.tgt[i] for i in short]).bleu
@@ -37,15 +39,10 @@ def short_long_bleu(run_dir: Path) -> tuple[float, float, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.cli import _quiet_libraries
     from harness.runs.run import train
 
-    _quiet_libraries()
-    p = argparse.ArgumentParser(prog="harness.demo")
-    p.add_argument("overrides", nargs="*", help="key=value overrides for both models, e.g. train.max_steps=300")
-    p.add_argument("--output", default=str(PROJECT_ROOT / "reports" / "demo"))
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    quiet_libraries()
+    args = demo_parser().parse_args(argv)
     out = Path(args.output)
     runs = []
     try:
@@ -73,13 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\nOn long sentences attention {'wins' if gap > 0 else 'does NOT win'} by {gap:+.2f} BLEU "
         f"({rows[0]['n_long']} test sentences > {SHORT_MAX} words)."
     )
-    try:
-        from harness.report import render_runs
+    from harness.report import render_runs
 
-        page = render_runs([r for _, r, _ in runs], out, "attention-harness demo: seq2seq vs Bahdanau attention")
-        print(f"report: {page}")
-    except ImportError:
-        pass
+    page = render_runs([r for _, r, _ in runs], out, "attention-harness demo: seq2seq vs Bahdanau attention")
+    print(f"report: {page}")
     wandb_dirs = sorted(str(d) for _, r, _ in runs for d in (r / "wandb").glob("offline-run-*"))
     if wandb_dirs:
         print("W&B offline runs (upload later with your key):")

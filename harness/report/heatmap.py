@@ -32,20 +32,3 @@ def plot_attention(
     out = Path(output) if output else run_dir / "attention" / f"{split}{'.forced' if forced else ''}-{index}.png"
     atomic_write_bytes(out, png)
     return out
-
-
-def cmd_plot_attention(args) -> int:
-    if args.index < 0:
-        raise HarnessError(f"--index {args.index}: expected a sentence index >= 0")
-    print(plot_attention(args.run_dir, args.index, args.split, args.forced, args.output))
-    return 0
-
-
-def register(sub) -> None:
-    s = sub.add_parser("plot-attention", help="attention heatmap of one sentence of a run (PNG)")
-    s.add_argument("run_dir")
-    s.add_argument("--index", type=int, default=0, help="sentence index in the split (default 0)")
-    s.add_argument("--split", default="test")
-    s.add_argument("--forced", action="store_true", help="teacher-forced attention over the reference")
-    s.add_argument("--output", "-o", default=None, help="PNG file (default RUN_DIR/attention/<split>-<N>.png)")
-    s.set_defaults(func=cmd_plot_attention)

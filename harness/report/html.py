@@ -20,7 +20,6 @@ import pandas as pd
 
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.report.build import Report, source_description
-from harness.report.load import read_attention, read_hypotheses
 from harness.report.plots import CURVE_TITLES
 from harness.report.tables import (
     BETTER,
@@ -31,6 +30,7 @@ from harness.report.tables import (
     best_configurations,
     fmt_mean_std,
 )
+from harness.runs.layout import read_attention, read_hypotheses
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1250px;

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.load import RunRecord, read_hypotheses
+from harness.report.load import RunRecord
 from harness.report.tables import _sort_value
+from harness.runs.layout import read_hypotheses
 
 SIGNIFICANCE_COLUMNS = [
     "vs",

@@ -105,52 +105,45 @@ def _split_text(run_dir: Path, split: str) -> tuple[list[str], list[str], list[A
     return s.src, s.tgt, s.gold
 
 
-def cmd_align(args) -> int:
+def align_files(
+    run_dir: str | Path,
+    output: str | Path,
+    reverse_run_dir: str | Path | None = None,
+    split: str | None = None,
+    src_file: str | Path | None = None,
+    tgt_file: str | Path | None = None,
+    method: str = "grow-diag-final-and",
+    align_method: str | None = None,
+    gold_file: str | Path | None = None,
+    gold_format: str = "pharaoh",
+    gold_target_first: bool = False,
+) -> str:
+    """`harness align`: a split of the run's data set (or --src/--tgt files) aligned, the links written to
+    `output` (Pharaoh); returns the line the command prints (counts, and AER / P / R with a gold)."""
     from harness.data.corpora import read_lines
 
-    run_dir = Path(args.run_dir)
-    if (args.split is None) == (args.src is None or args.tgt is None):
+    run_dir = Path(run_dir)
+    if (split is None) == (src_file is None or tgt_file is None):
         raise HarnessError("align: give either --split NAME or both --src FILE and --tgt FILE")
-    if args.split is not None:
-        src, tgt, gold = _split_text(run_dir, args.split)
+    if split is not None:
+        src, tgt, gold = _split_text(run_dir, split)
     else:
-        src, tgt, gold = read_lines(Path(args.src)), read_lines(Path(args.tgt)), None
-    if args.gold:
+        src, tgt, gold = read_lines(Path(src_file)), read_lines(Path(tgt_file)), None
+    if gold_file:
         gold = read_alignments(
-            args.gold,
-            args.gold_format,
-            not args.gold_target_first,
+            gold_file,
+            gold_format,
+            not gold_target_first,
             src_lengths=[len(s.split()) for s in src],
             tgt_lengths=[len(t.split()) for t in tgt],
         )
-    result = align_text(run_dir, src, tgt, args.reverse_run_dir, args.method, gold, args.align_method)
-    out = Path(args.output)
+    result = align_text(run_dir, src, tgt, reverse_run_dir, method, gold, align_method)
+    out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_pharaoh([Alignment(set(x), set()) for x in result.links], out)
-    how = f"{args.method} of 2 directions" if result.directions == 2 else "1 direction"
+    how = f"{method} of 2 directions" if result.directions == 2 else "1 direction"
     line = f"{out}: {len(result.links)} sentence pairs, {sum(map(len, result.links))} links ({how})"
     if result.scores is not None:
         s = result.scores
         line += f"; AER {s['aer']:.3f}  P {s['precision']:.3f}  R {s['recall']:.3f}"
-    print(line)
-    return 0
-
-
-def register(sub) -> None:
-    s = sub.add_parser(
-        "align",
-        help="word-align a parallel text with a trained model (or two opposite directions, symmetrised)",
-        description=__doc__.split("\n\n")[0],
-    )
-    s.add_argument("run_dir", help="run directory of a model trained source -> target")
-    s.add_argument("reverse_run_dir", nargs="?", default=None, help="optional: a model trained target -> source")
-    s.add_argument("--split", default=None, help="a split of the first run's data set (e.g. test)")
-    s.add_argument("--src", default=None, help="source sentences, one per line (with --tgt)")
-    s.add_argument("--tgt", default=None, help="target sentences, one per line (with --src)")
-    s.add_argument("--output", "-o", required=True, help="links file to write (Pharaoh i-j, source first, 0-based)")
-    s.add_argument("--method", default="grow-diag-final-and", choices=METHODS, help="symmetrisation of 2 directions")
-    s.add_argument("--align-method", default=None, choices=["argmax", "shift-att"], help="default: the run's")
-    s.add_argument("--gold", default=None, help="gold alignments of the sentence pairs: prints AER / P / R")
-    s.add_argument("--gold-format", default="pharaoh", choices=["pharaoh", "talp"])
-    s.add_argument("--gold-target-first", action="store_true", help="the gold file's first index is the target")
-    s.set_defaults(func=cmd_align)
+    return line

@@ -16,7 +16,9 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.metrics.alignment import alignment_scores
 from harness.paths import data_root
-from harness.study.reproduce import SCALES, TARGETS, expected_time, reproduce, spec_path
+from harness.study.reproduce import reproduce
+from harness.study.summary import expected_time
+from harness.study.targets import SCALES, TARGETS, spec_path
 
 from ..conftest import run_cli
 
@@ -71,7 +73,7 @@ def test_ibm2_fallback_learns_a_toy_lexicon():
 
 # ------------------------------------------------------------------------------------------ targets and specs
 def test_every_target_has_tiny_and_small_specs_with_expected_time():
-    from harness.study.sweep import load_spec
+    from harness.study.spec import load_spec
 
     for name, target in TARGETS.items():
         for scale in ("tiny", "small"):

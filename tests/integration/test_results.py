@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from harness.paths import data_root
-from harness.report.results import build, collect, finished_trials, verdicts
 from harness.study.reproduce import reproduce
+from harness.study.results import build, collect, finished_trials, verdicts
 
 pytestmark = pytest.mark.skipif(
     not (data_root() / "multi30k").is_dir(), reason=f"shared data not found: {data_root()}/multi30k"

@@ -85,7 +85,7 @@ def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 def load(study: str, url: str):
     import optuna
 
-    from harness.study.sweep import open_storage
+    from harness.study.storage import open_storage
 
     return optuna.load_study(study_name=study, storage=open_storage(url))
 

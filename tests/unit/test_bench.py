@@ -9,7 +9,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.bench.peers import (
+from harness.bench.flops import Matmul, flops_per_target_token, model_matmuls, rnn_terms, score_terms
+from harness.bench.limit import compute_limit, time_matmul
+from harness.bench.peers.configs import joeynmt_config, opennmt_config
+from harness.bench.peers.table import render_peers_table
+from harness.bench.peers.toolkits import (
     JOEY_PARAMS,
     JOEY_STEP,
     JOEY_TIME,
@@ -18,22 +22,9 @@ from harness.bench.peers import (
     ONMT_TIME,
     after_warmup,
     last_float,
-    render_peers_table,
     window_rates,
 )
-from harness.bench.peers.configs import joeynmt_config, opennmt_config
-from harness.bench.throughput import (
-    Matmul,
-    bench_device,
-    compute_limit,
-    flops_per_target_token,
-    model_matmuls,
-    render_bench_table,
-    rnn_terms,
-    score_terms,
-    time_matmul,
-    write_bench,
-)
+from harness.bench.throughput import bench_device, render_bench_table, write_bench
 from harness.config import ModelConfig
 from harness.data.batch import Batch
 from harness.models.seq2seq import build_model

@@ -827,7 +827,7 @@ def test_report_of_trained_study(trained_runs, tmp_path):
 
 
 def test_reproduction_mean_std_has_no_spread_for_one_run():
-    from harness.study.reproduce import _fmt, _mean_std
+    from harness.study.summary import _fmt, _mean_std
 
     assert _mean_std([7.0]) == (7.0, None) and _fmt(*_mean_std([7.0])) == "7.00"
     mean, std = _mean_std([1.0, 3.0, None, float("nan")])

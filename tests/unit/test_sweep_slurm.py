@@ -131,7 +131,7 @@ def test_each_job_that_did_not_end_well_is_named_with_its_log(tmp_path, capsys):
 
     import submitit
 
-    from harness.study.sweep import _slurm_job_status
+    from harness.study.slurm import slurm_job_status
 
     def storage_down() -> int:
         print("error: storage postgresql://u:***@db/x: cannot be opened (refused)", file=sys.stderr, flush=True)
@@ -142,11 +142,11 @@ def test_each_job_that_did_not_end_well_is_named_with_its_log(tmp_path, capsys):
 
     executor = submitit.AutoExecutor(folder=str(tmp_path), cluster="local")
     jobs = [executor.submit(f) for f in (lambda: 0, lambda: 130, storage_down, crashed)]
-    assert [_slurm_job_status(j, on_slurm=False) for j in jobs] == [0, 130, 2, 1]
+    assert [slurm_job_status(j, on_slurm=False) for j in jobs] == [0, 130, 2, 1]
     lost = types.SimpleNamespace(
         job_id="4713", paths=types.SimpleNamespace(stderr=tmp_path / "4713_0_log.err", result_pickle=tmp_path / "no")
     )
-    assert _slurm_job_status(lost, on_slurm=True) == 1
+    assert slurm_job_status(lost, on_slurm=True) == 1
     interrupted, down, crash, killed = capsys.readouterr().err.splitlines()  # nothing for the job that ended well
     logs = [j.paths.stderr for j in jobs]
     assert interrupted == (

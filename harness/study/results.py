@@ -25,9 +25,11 @@ import yaml
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
+from harness.study.summary import expected_time, render_markdown, run_flat_config, summarize
+from harness.study.targets import LENGTH_BUCKETS, TARGETS, matches, spec_path
 
 RESULTS = PROJECT_ROOT / "results"
-CLAIMS_FILE = Path(__file__).parents[1] / "study" / "claims.yaml"
+CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
 TRIAL_FILES = ("config.yaml", "metrics.json", "test.hyp", "test.align", "unk_replace.json", "logs/metrics.csv")
 EXTRA_GLOBS = ("aligner/*.json", "aligner/*.align", "symmetrised/*.json", "symmetrised/*.align", "data/buckets.json")
 SUMMARY_FILES = ("reproduction.json", "reproduction.md")
@@ -35,7 +37,6 @@ SUMMARY_FILES = ("reproduction.json", "reproduction.md")
 
 def _target_of(output: Path) -> str:
     """reports/reproduce-<target> (small scale) -> <target>."""
-    from harness.study.reproduce import TARGETS
 
     name = output.name.removeprefix("reproduce-")
     if name not in TARGETS:
@@ -88,7 +89,6 @@ def collect(output: Path, into: Path = RESULTS) -> dict:
 def _attention_animation(output: Path, dest: Path) -> None:
     """One attention animation of a real Multi30k test sentence, from the best converged RNNsearch run (it needs
     the checkpoint, so it is made here, where the run is)."""
-    from harness.study.reproduce import TARGETS, run_flat_config
 
     gif = dest / "attention.gif"
     if gif.is_file():
@@ -119,12 +119,11 @@ def target_runs(dest: Path) -> list[Path]:
 
 
 def _rows_runs(target: str, runs: list[Path]) -> dict[str, list[Path]]:
-    from harness.study.reproduce import TARGETS, _matches, run_flat_config
 
     out: dict[str, list[Path]] = {r.name: [] for r in TARGETS[target].rows}
     for run in runs:
         flat = run_flat_config(run)
-        row = next((r for r in TARGETS[target].rows if _matches(flat, r.match)), None)
+        row = next((r for r in TARGETS[target].rows if matches(flat, r.match)), None)
         if row is not None:
             out[row.name].append(run)
     return out
@@ -289,7 +288,6 @@ def _meta(runs: list[Path]) -> dict:
 def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) -> Path:
     """RESULTS.md from results/ alone: per target the table (mean ± std, n, converged), the claims with a verdict,
     the papers' numbers as reported, commit, hardware, time, signatures, and the report's plots."""
-    from harness.study.reproduce import LENGTH_BUCKETS, TARGETS, render_markdown, summarize
 
     out = out or into.parent / "RESULTS.md"
     lines = [
@@ -363,7 +361,6 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
 
 
 def _expected(spec: str) -> str:
-    from harness.study.reproduce import expected_time, spec_path
 
     return f"{spec}: {expected_time(spec_path('small', spec))}"
 
@@ -399,35 +396,3 @@ def _report_section(target: str, dest: Path, runs: list[Path]) -> list[str]:
         return [f"(report not built: {e})", ""]
     pngs = sorted(p.name for p in folder.glob("*.png") if "curve" in p.name or "length" in p.name)
     return [f"![{p}](results/{target}/report/{p})" for p in pngs] + ["", f"Full report: `results/{target}/report/`", ""]
-
-
-# ------------------------------------------------------------------------------------------ command
-def cmd_results(args) -> int:
-    if args.action == "collect":
-        outputs = [Path(p) for p in args.outputs] or sorted(
-            p for p in (PROJECT_ROOT / "reports").glob("reproduce-*") if (p / "runs").is_dir()
-        )
-        outputs = [p for p in outputs if p.name.removeprefix("reproduce-") in _targets()]
-        for output in outputs:
-            r = collect(output, Path(args.into))
-            where = Path(args.into) / r["target"]
-            print(f"{output}: {r['trials']} finished trials, {r['files_copied']} files copied into {where}")
-        return 0
-    path = build(Path(args.into), report=not args.no_report)
-    print(f"wrote {path}")
-    return 0
-
-
-def _targets() -> set[str]:
-    from harness.study.reproduce import TARGETS
-
-    return set(TARGETS)
-
-
-def register(sub) -> None:
-    s = sub.add_parser("results", help="collect the studies' light artifacts into results/, build RESULTS.md")
-    s.add_argument("action", choices=["collect", "build"])
-    s.add_argument("outputs", nargs="*", help="collect: reproduction folders (default: reports/reproduce-*)")
-    s.add_argument("--into", default=str(RESULTS), help="the results folder (default: results/)")
-    s.add_argument("--no-report", action="store_true", help="build: tables only, no report plots")
-    s.set_defaults(func=cmd_results)
