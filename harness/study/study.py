@@ -76,8 +76,7 @@ def create_or_load_study(spec: SweepSpec, name: str, storage, worker: int = 0, c
         study.set_user_attr("seeds", spec.seeds)
         study.set_user_attr("description", spec.description)
     else:
-        # keys an older version did not store (base_config) are not compared: its studies still resume
-        diff = [k for k in mine if k in stored and stored[k] != mine[k]]
+        diff = [k for k in mine if stored.get(k) != mine[k]]
         if diff or [d.name.lower() for d in study.directions] != directions:
             what = {"base_config": "base config content"}.get(diff[0], diff[0]) if diff else "objective"
             raise HarnessError(

@@ -272,15 +272,20 @@ def test_a_study_refuses_a_changed_base_config(tmp_path):
     assert "different base config content" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_study_from_before_the_base_digest_still_resumes(tmp_path):
+def test_a_study_stored_without_the_base_digest_is_refused(tmp_path):
+    """Every study since the base-config digest (f08fb45, before the reproduction studies) stores it; one stored
+    without it (an older version) cannot prove its base config unchanged: refused like a changed base, one line.
+    tests/integration/test_old_artifacts.py resumes a study written before the package layout."""
     from harness.study.study import create_or_load_study
 
     spec = load_spec(spec_file(tmp_path))
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     study = create_or_load_study(spec, "s", storage)
     old = {k: v for k, v in spec.fingerprint().items() if k != "base_config"}
-    study.set_user_attr("fingerprint", old)  # what an older version stored
-    create_or_load_study(spec, "s", storage)
+    study.set_user_attr("fingerprint", old)  # what a version before the digest stored
+    with pytest.raises(HarnessError) as e:
+        create_or_load_study(spec, "s", storage)
+    assert "exists with a different base config content" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
