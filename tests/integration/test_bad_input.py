@@ -185,7 +185,7 @@ CASES = [
         [
             "override: model.arch 'bahdanu' is not an architecture",
             "did you mean 'bahdanau'",
-            "valid: seq2seq, seq2seq_attn, bahdanau, luong, gnmt",
+            "valid: seq2seq, seq2seq_attn, bahdanau, cgru, luong, gnmt",
         ],
     ),
     Case(

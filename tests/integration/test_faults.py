@@ -190,17 +190,19 @@ def test_second_trainer_into_the_same_output_is_refused(tmp_path, capsys):
 
 
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
     from harness.train.module import TranslationModule
 
-    real_loss = TranslationModule.loss
+    real_losses = TranslationModule.losses  # what training_step minimises
 
-    def loss(self, batch, teacher_forcing=1.0):
-        value, n = real_loss(self, batch, teacher_forcing)
+    def losses(self, batch, teacher_forcing=1.0):
+        out = real_losses(self, batch, teacher_forcing)
         if self.training and self.global_step >= 13:
-            value = value * float("nan")
-        return value, n
+            out = dataclasses.replace(out, objective=out.objective * float("nan"))
+        return out
 
-    monkeypatch.setattr(TranslationModule, "loss", loss)
+    monkeypatch.setattr(TranslationModule, "losses", losses)
     out = tmp_path / "run"
     assert main(_cmd(out, "train.max_steps=40", "train.val_every=10")) == 2
     err = capsys.readouterr().err
