@@ -56,7 +56,7 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
     if at is not None:
         for r in newer:
             r["step"], r["epoch"] = str(at[0]), str(at[1])
-    writer = csv_logger.experiment  # a writer Lightning creates now deletes metrics.csv: let it, before we write
+    experiment = csv_logger.experiment  # a writer Lightning creates now deletes metrics.csv: let it, before we write
     # sorted like Lightning's writer, which keeps appending (e.g. the final validation) with these keys
     fields = sorted({k for r in rows + newer for k in r if k is not None})
     buf = io.StringIO()
@@ -64,7 +64,7 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
     writer.writeheader()
     writer.writerows(rows + newer)
     atomic_write_text(path, buf.getvalue())
-    writer.metrics_keys = fields
+    experiment.metrics_keys = fields  # Lightning's writer appends its next rows under this header
 
 
 def _validation(cfg: ExperimentConfig, data):
