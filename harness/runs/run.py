@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,7 +76,8 @@ def _validation(cfg: ExperimentConfig, data):
 
     dev = data.splits.get(data.corpus.align_dev) if data.corpus.align_dev else None
     tokenizers = (data.src_tok, data.tgt_tok)
-    aer = (lambda model: split_aer(model, dev, cfg, tokenizers)) if dev is not None and dev.raw.gold else None
+    # a partial, not a lambda: ddp_spawn pickles the module (and this helper) for its ranks
+    aer = partial(split_aer, split=dev, cfg=cfg, tokenizers=tokenizers) if dev is not None and dev.raw.gold else None
     return Validation(data.splits["val"].raw.tgt, data.tgt_tok.decode, aer)
 
 
