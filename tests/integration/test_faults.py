@@ -9,7 +9,7 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
   uninterrupted run drew next. Without it Lightning restarts a mid-epoch checkpoint's epoch from its first
   batch ("dataloader is not resumable" warning) - and Lightning never called BucketBatchSampler.set_epoch
   either (it looks for `set_epoch` on `batch_sampler.sampler`), so every epoch repeated epoch 0's order;
-- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/runs/run.py);
+- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/train/callbacks.py);
 - Ctrl-C: the first one stops training after the current optimizer step (ResumeState), where Lightning's
   loop counters resume consistently; stopping inside a step (Lightning's default) left the counters one batch
   apart, so validation ran one batch early after the resume. A second Ctrl-C interrupts at once (that
@@ -29,7 +29,6 @@ import csv
 import errno
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -72,15 +71,24 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+def _start_paused(out: Path, pause: Path, stderr: Path, *extra: str) -> subprocess.Popen:
+    """`harness train` in a subprocess that stops at optimizer step PAUSE_AT until pause/go exists
+    (tests/integration/paused_train.py); its stderr goes to the file `stderr`."""
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    argv = [sys.executable, "-m", "tests.integration.paused_train", str(PAUSE_AT), str(pause), *_cmd(out, *extra)]
+    with open(stderr, "w") as err:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300, text: str | None = None) -> None:
+    """Until `path` exists (and holds `text`, when given); fails when the process ends first or at the deadline."""
     t0 = time.monotonic()
-    while not path.is_file():
+    while not path.is_file() or (text is not None and text not in path.read_text(errors="replace")):
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"training ended (rc {proc.returncode}) before {path} appeared: {err[-2000:]}")
+            pytest.fail(f"training ended (rc {proc.returncode}) before {path} had {text or 'appeared'}")
         if time.monotonic() - t0 > timeout:
             proc.kill()
-            pytest.fail(f"{path} did not appear within {timeout} s")
+            pytest.fail(f"{path} did not have {text or 'appeared'} within {timeout} s")
         time.sleep(0.05)
 
 
@@ -108,27 +116,33 @@ def reference(tmp_path_factory) -> Path:
     return ref
 
 
+PAUSE_AT = 23  # optimizer steps: after the validation of step 20 (last.ckpt), before that of step 30, mid-epoch
+
+
 def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int, str, float, int]:
-    """Start training in a subprocess, send `sig` at a random moment after the first checkpoint, then
-    resume in-process. Returns (run dir, step of last.ckpt, stderr, mtime - signal time, exit status)."""
+    """Start training in a subprocess, send `sig` while it is paused after optimizer step PAUSE_AT, then resume
+    in-process. Returns (run dir, step of last.ckpt, stderr, mtime - signal time, exit status)."""
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
     last = partial / "checkpoints" / "last.ckpt"
-    proc = _start(out, *STEPS)
+    pause, stderr = tmp_path / "pause", tmp_path / "stderr.txt"
+    pause.mkdir()
+    proc = _start_paused(out, pause, stderr, *STEPS)
     try:
-        _wait_for(last, proc)
-        time.sleep(random.uniform(0, 0.5))  # a random step after the first checkpoint
+        _wait_for(pause / "paused", proc)  # training has finished step PAUSE_AT and waits
         signalled = time.time()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        if sig == signal.SIGINT:  # the run's handler has seen the Ctrl-C: let it go on to the next step boundary
+            _wait_for(stderr, proc, text="stopping after this training step")
+            (pause / "go").touch()
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proc.returncode == 0 or (last.is_file() and _step(last) == 60):
-        pytest.skip("training finished before the signal landed (machine too fast for this test)")
+            proc.wait()
+    err = stderr.read_text(errors="replace")
     assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists(), err[-2000:]
     step = _step(last)
-    assert 0 < step < 60
     mtime = last.stat().st_mtime
     capsys.readouterr()
     assert main([*_cmd(out, *STEPS), "--resume"]) == 0, capsys.readouterr().err
@@ -154,6 +168,7 @@ def _assert_same_as(reference: Path, run: Path, step: int) -> None:
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, reference):
     run, step, _, _, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGKILL)
     assert status == -signal.SIGKILL
+    assert step == 20  # killed at step 23: the resume starts from the last checkpoint, the validation of step 20
     _assert_same_as(reference, run, step)
 
 
@@ -161,6 +176,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, refer
 def test_ctrl_c_saves_last_ckpt_marks_incomplete_and_resume_equals_an_uninterrupted_run(tmp_path, capsys, reference):
     run, step, err, saved_after_signal, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGINT)
     assert status == 130, err[-2000:]
+    assert step == PAUSE_AT + 1  # the first Ctrl-C stops after the step under way, where the resume is exact
     assert "interrupted" in err and "rerun with --resume" in err
     assert saved_after_signal >= 0  # SignalCheckpoint saved last.ckpt at the step reached
     _assert_same_as(reference, run, step)

@@ -1,15 +1,14 @@
 """Untrusted files: checkpoints are loaded as plain data only, YAML with a safe loader only, and secrets (the
 W&B API key, a database password in a storage URL) never reach a file of a run directory or a message.
 
-A checkpoint is a pickle; `torch.load(weights_only=True)` (harness/runs/run.py load_checkpoint, used by evaluate,
-translate, load_module and - before Lightning reads it - `train --resume`) refuses any object other than
-tensors and plain containers, so a crafted file cannot run code. YAML goes through yaml.safe_load
+A checkpoint is a pickle; `torch.load(weights_only=True)` (harness/train/checkpoints.py load_checkpoint, used by
+evaluate, translate, load_module and - before Lightning reads it - `train --resume`) refuses any object other
+than tensors and plain containers, so a crafted file cannot run code. YAML goes through yaml.safe_load
 (harness/config.py read_yaml), which has no constructor for `!!python/...` tags.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from harness.runs.provenance import load_run_config
 from harness.train.checkpoints import load_checkpoint
 
 from ..conftest import TINY
+from ..postgres_server import PASSWORD
 
 PRESET = "experiments/bahdanau2015_synthetic.yaml"
 WANDB_KEY = "secret123" + "0" * 31  # 40 characters, the shape of a W&B API key
@@ -154,15 +154,9 @@ def test_wandb_api_key_never_written_to_the_run_directory(tmp_path, capsys, monk
     assert "secret123" not in captured.out + captured.err
 
 
-_pg = importlib.util.spec_from_file_location("conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py")
-_pg_module = importlib.util.module_from_spec(_pg)
-_pg.loader.exec_module(_pg_module)
-postgres_url = _pg_module.postgres_url
-
-
 @pytest.mark.slow
 def test_storage_password_never_written_to_trials_or_printed(tmp_path, capsys, postgres_url):
-    password = _pg_module.PASSWORD
+    password = PASSWORD
     assert f":{password}@" in postgres_url
     spec = tmp_path / "spec.yaml"
     base = Path(__file__).parents[2] / PRESET

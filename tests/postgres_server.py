@@ -1,12 +1,13 @@
-"""A throw-away PostgreSQL server for tests: `postgres_url` yields postgresql://...@127.0.0.1:PORT/DB.
+"""A throw-away PostgreSQL server for tests: the session fixture `postgres_url` yields
+postgresql://postgres:PASSWORD@127.0.0.1:PORT/harness_test.
 
 Finds initdb/pg_ctl under /usr/lib/postgresql/*/bin (Debian's package; `make system-deps` installs it) or
 on PATH, runs the server as the `postgres` user when the tests run as root (PostgreSQL refuses root), on a
 free port of 127.0.0.1 with the data folder in a temporary directory, and stops it at teardown.
 Skips with the reason when PostgreSQL or psycopg2 is missing or the server cannot start.
 
-Use from a test module: `from conftest_postgres import postgres_url` after putting tests/ on sys.path, or
-load it with importlib (tests/integration/test_sweep.py does).
+A pytest plugin: tests/conftest.py registers it (`pytest_plugins`), so any test takes `postgres_url` as an
+argument; PASSWORD is the database password, for tests that check it is never printed or written.
 """
 
 from __future__ import annotations
