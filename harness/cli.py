@@ -15,6 +15,7 @@ from pathlib import Path
 from harness.bench.throughput import PRESETS
 from harness.console import quiet_libraries
 from harness.errors import HarnessError
+from harness.metrics import keys
 from harness.paths import PROJECT_ROOT
 from harness.runs import align as align_runs
 from harness.runs.align import METHODS
@@ -59,9 +60,9 @@ def cmd_train(args) -> int:
     result = train(cfg, args.output, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
     m = result.metrics
     print(
-        f"{result.run_dir}: BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  "
-        f"AER {m['aer'] if m.get('aer') is None else round(m['aer'], 3)}  "
-        f"params {m['params']:,}  {m['train_tokens_per_sec'] or 0:.0f} tok/s"
+        f"{result.run_dir}: BLEU {m[keys.BLEU]:.2f}  chrF {m[keys.CHRF]:.2f}  "
+        f"AER {m[keys.AER] if m.get(keys.AER) is None else round(m[keys.AER], 3)}  "
+        f"params {m[keys.PARAMS]:,}  {m[keys.TRAIN_SPEED] or 0:.0f} tok/s"
     )
     return 0
 
@@ -79,7 +80,7 @@ def cmd_evaluate(args) -> int:
         progress=not args.quiet,
         n_best=args.n_best,
     )
-    print(json.dumps({k: v for k, v in m.items() if k != "by_length"}, indent=2))
+    print(json.dumps({k: v for k, v in m.items() if k != keys.BY_LENGTH}, indent=2))
     return 0
 
 

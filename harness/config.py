@@ -137,7 +137,7 @@ class TrainConfig:
     # metric. max_steps / max_epochs / max_time stay hard caps; metrics.json says which one ended training
     # (stop_reason) and whether the rule did (converged)
     early_stopping: int = _f(0, lo=0)
-    early_stopping_metric: str = _f("val_bleu", choices=["val_bleu", "val_ppl"])
+    early_stopping_metric: str = _f("val_bleu", choices=["val_bleu", "val_ppl"])  # keys of metrics/keys.py MODE
     early_stopping_min_delta: float = _f(0.0, lo=0)
     # the training loss is summed over target tokens and divided by the batch's target tokens (`tokens`), or by
     # its sentences (`sentences`: Sutskever et al. 2014 §3.4, Luong et al. 2015 §4.1, whose SGD learning rates

@@ -16,6 +16,7 @@ from harness.config import replace
 from harness.console import quiet_libraries
 from harness.errors import HarnessError
 from harness.experiment import load_config
+from harness.metrics import keys
 from harness.metrics.bleu import corpus_scores
 from harness.paths import PROJECT_ROOT
 from harness.runs.layout import hypotheses_path
@@ -61,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, run_dir, m in runs:
         bs, bl, ns, nl = short_long_bleu(run_dir)
-        aer = "-" if m.get("aer") is None else f"{m['aer']:.3f}"
-        print(f"{name:<10} {m['bleu']:6.2f} {bs:18.2f} {bl:17.2f} {aer:>6} {m['params']:8,}")
-        rows.append({"model": name, "bleu": m["bleu"], "bleu_short": bs, "bleu_long": bl, "n_short": ns, "n_long": nl})
+        aer = "-" if m.get(keys.AER) is None else f"{m[keys.AER]:.3f}"
+        print(f"{name:<10} {m[keys.BLEU]:6.2f} {bs:18.2f} {bl:17.2f} {aer:>6} {m[keys.PARAMS]:8,}")
+        rows.append(
+            {"model": name, "bleu": m[keys.BLEU], "bleu_short": bs, "bleu_long": bl, "n_short": ns, "n_long": nl}
+        )
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     gap = rows[1]["bleu_long"] - rows[0]["bleu_long"]
     print(

@@ -19,6 +19,24 @@ import numpy as np
 import pandas as pd
 
 from harness.io import atomic_write_bytes, atomic_write_text
+from harness.metrics.keys import (
+    AER,
+    AER_DIAGONAL,
+    AER_THRESHOLD,
+    ALIGNMENT_PRECISION,
+    ALIGNMENT_RECALL,
+    BEST_STEP,
+    BLEU,
+    CONVERGED,
+    LENGTH_DROP,
+    PARAMS,
+    TRAIN_SPEED,
+    VAL_AER,
+    VAL_BLEU,
+    VAL_METRIC,
+    VAL_METRIC_SLOPE,
+    VAL_PPL,
+)
 from harness.report.build import Report, source_description
 from harness.report.plots import CURVE_TITLES
 from harness.report.tables import (
@@ -149,10 +167,10 @@ def _diagonal_note(report: Report) -> str:
 def convergence_line(report: Report) -> str:
     """One line: what "converged" means in this report (the runs' stopping rule) and what is not ranked."""
     patience = sorted({int(p) for p in report.stopping.get("train.early_stopping", []) if isinstance(p, int | float)})
-    metric = sorted({str(m) for m in report.runs.get("val_metric", pd.Series(dtype=object)).dropna()})
+    metric = sorted({str(m) for m in report.runs.get(VAL_METRIC, pd.Series(dtype=object)).dropna()})
     what = " or ".join(metric or map(str, report.stopping.get("train.early_stopping_metric", [])))
     what = what or "the monitored validation metric"
-    if patience == [0] and not report.runs["converged"].any():
+    if patience == [0] and not report.runs[CONVERGED].any():
         rule = f"train.early_stopping = 0 in these runs: the rule is off, so none can converge; it monitors {what}"
     elif any(patience):
         n = " or ".join(str(p) for p in patience if p)
@@ -169,7 +187,7 @@ def convergence_line(report: Report) -> str:
 def _metric_columns(table: pd.DataFrame, has_diagonal: bool) -> list[tuple[str, str, str | None]]:
     """The metrics with a value in the table (AER and its precision/recall also where only the baseline has
     one)."""
-    always = ("aer", "alignment_precision", "alignment_recall") if has_diagonal else ()
+    always = (AER, ALIGNMENT_PRECISION, ALIGNMENT_RECALL) if has_diagonal else ()
     return [m for m in METRICS if m[0] in always or table[f"{m[0]}_mean"].notna().any()]
 
 
@@ -183,7 +201,7 @@ def _config_rows(
     has_diag = len(diagonal) > 0
     metrics = _metric_columns(table, has_diag)
     keys = [k for k, _, _ in metrics]
-    after = "aer_threshold" if "aer_threshold" in keys else "aer"  # `AER below diagonal` follows the AER columns
+    after = AER_THRESHOLD if AER_THRESHOLD in keys else AER  # `AER below diagonal` follows the AER columns
     headers = [h for h, _ in lead]
     for key, label, better in metrics:
         headers.append(f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip())
@@ -208,9 +226,9 @@ def _config_rows(
         for h, _ in lead:
             row.append(label if h == "configuration" else f"{int(d['aer_n'])} runs" if h.startswith("n ") else "–")
         for key, _, _ in metrics:
-            if key == "aer":
+            if key == AER:
                 row.append(fmt_mean_std(d["aer_mean"], d["aer_std"], 3))
-            elif key in ("alignment_precision", "alignment_recall"):
+            elif key in (ALIGNMENT_PRECISION, ALIGNMENT_RECALL):
                 row.append(fmt_mean_std(d[f"{key}_mean"], np.nan, 3))
             else:
                 row.append("–")
@@ -280,7 +298,7 @@ def significance_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
                 Cell("yes" if sig else "no", "sig" if sig else "nsig"),
                 int(r["sentences"]),
                 r["paired on"],
-                r["converged"],
+                r[CONVERGED],
             ]
         )
     return headers, rows
@@ -338,33 +356,33 @@ RUN_COLS = [
     ("run", "run"),
     ("configuration", "configuration"),
     ("seed", "seed"),
-    ("converged", "converged"),
-    ("bleu", "BLEU"),
+    (CONVERGED, "converged"),
+    (BLEU, "BLEU"),
     ("chrf", "chrF"),
-    ("aer", "AER"),
-    ("aer_threshold", "AER (threshold)"),
-    ("aer_diagonal", "AER (diagonal)"),
+    (AER, "AER"),
+    (AER_THRESHOLD, "AER (threshold)"),
+    (AER_DIAGONAL, "AER (diagonal)"),
     ("below_diagonal", "AER below diagonal"),
-    ("length_drop", "length drop"),
-    ("params", "params"),
-    ("train_tokens_per_sec", "train tok/s"),
+    (LENGTH_DROP, "length drop"),
+    (PARAMS, "params"),
+    (TRAIN_SPEED, "train tok/s"),
     ("steps", "steps"),
-    ("best_step", "best step"),
-    ("val_metric_slope", "slope /1k steps"),
+    (BEST_STEP, "best step"),
+    (VAL_METRIC_SLOPE, "slope /1k steps"),
     ("run_dir", "run directory"),
 ]
 RUN_TEXT = ("run", "configuration", "run_dir", "seed")
-OPTIONAL_RUN_COLS = ("aer_threshold", "aer_diagonal", "below_diagonal", "best_step", "val_metric_slope")
+OPTIONAL_RUN_COLS = (AER_THRESHOLD, AER_DIAGONAL, "below_diagonal", BEST_STEP, VAL_METRIC_SLOPE)
 
 
 def _run_cell(r, key: str) -> Any:
     if key in RUN_TEXT:
         return r[key]
-    if key == "converged":
-        return "yes" if r["converged"] else f"no: {r['stop_reason']}"
+    if key == CONVERGED:
+        return "yes" if r[CONVERGED] else f"no: {r['stop_reason']}"
     if key == "below_diagonal":
         return _yes_no(r[key])
-    if key == "val_metric_slope" and not pd.isna(r[key]):
+    if key == VAL_METRIC_SLOPE and not pd.isna(r[key]):
         return f"{r[key]:.3f} {r.get('val_metric') or ''}".strip()
     return _num(r[key], 3 if key.startswith("aer") else DIGITS.get(key, 2))
 
@@ -460,7 +478,7 @@ def animation_for(report: Report, index: int) -> tuple[bytes | None, str]:
     return None, ""
 
 
-CURVE_METRICS = ("val_ppl", "val_bleu", "val_aer")  # learning-curve plots, each where any run logged the metric
+CURVE_METRICS = (VAL_PPL, VAL_BLEU, VAL_AER)  # learning-curve plots, each where any run logged the metric
 
 
 def curve_file(metric: str) -> str:
@@ -510,7 +528,7 @@ def figures(report: Report, index: int, with_animation: bool = True) -> dict[str
         "curves": curves,
         "curve_notes": curve_notes,
         "length": plots.bleu_by_length(report.by_length[report.by_length["run"].isin(counted)], order),
-        "aer": plots.metric_bars(_all_configurations(report), "aer", "AER", True, unconverged, baselines),
+        "aer": plots.metric_bars(_all_configurations(report), AER, "AER", True, unconverged, baselines),
         "cost": plots.bleu_vs_cost(report.leaderboard),
         "attention": plots.attention_grid(attention_panels(report, index)),
         "optuna": plots.optuna_plots(report.source.study),

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.config import flatten, read_yaml
 from harness.errors import HarnessError
-from harness.metrics.keys import VALIDATION
+from harness.metrics.keys import CONVERGED, STOP_REASON, VALIDATION
 from harness.paths import PROJECT_ROOT
 from harness.runs.layout import CONFIG_FILE, LOG_FILE, METRICS_FILE
 
@@ -42,12 +42,12 @@ class RunRecord:
     def converged(self) -> bool:
         """True only when the stopping rule ended training (metrics.json `converged`); runs written before the
         key existed are not."""
-        return self.metrics.get("converged") is True
+        return self.metrics.get(CONVERGED) is True
 
     @property
     def stop_reason(self) -> str:
         """metrics.json `stop_reason` (early_stopping, max_steps, max_epochs, max_time, non_finite_metric)."""
-        reason = self.metrics.get("stop_reason")
+        reason = self.metrics.get(STOP_REASON)
         return str(reason) if reason else LEGACY_STOP_REASON
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from lightning.pytorch.loggers import WandbLogger
 
 from harness.config import ExperimentConfig, WandbConfig, flatten, to_dict
+from harness.metrics.keys import BUCKET_KEYS, BY_LENGTH
 from harness.runs.layout import hypotheses_path, read_attention
 from harness.runs.provenance import git_commit, versions
 from harness.runs.wandb_reader import find_run_files, wait_complete
@@ -270,7 +271,7 @@ def summary_values(metrics: dict) -> dict[str, Any]:
 def by_length_table(rows: list[dict]):
     import wandb
 
-    columns = ["bucket", "lo", "hi", "n", "bleu", "chrf", "few"]
+    columns = list(BUCKET_KEYS)
     return wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
 
 
@@ -348,9 +349,9 @@ def finish_tracking(logger, metrics: dict, data, run_dir: Path) -> None:
         try:
             run = logger.experiment
             media: dict[str, Any] = {}
-            rows = metrics.get("by_length") or []
+            rows = metrics.get(BY_LENGTH) or []
             if rows:
-                media["by_length"] = by_length_table(rows)
+                media[BY_LENGTH] = by_length_table(rows)
                 media["by_length_bleu"] = by_length_plot(rows)
             samples = samples_table(run_dir, data)
             if samples is not None:

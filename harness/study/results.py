@@ -24,6 +24,7 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_json
+from harness.metrics.keys import AER, AER_DIAGONAL, BLEU_SIGNATURE, BY_LENGTH, CONVERGED, STOP_REASON, TRAIN_TIME
 from harness.paths import PROJECT_ROOT
 from harness.study.summary import expected_time, render_markdown, run_flat_config, summarize
 from harness.study.targets import LENGTH_BUCKETS, TARGETS, matches, spec_path
@@ -99,7 +100,7 @@ def _attention_animation(output: Path, dest: Path) -> None:
         for trial in finished_trials(study):
             m = json.loads((trial / "metrics.json").read_text())
             flat = run_flat_config(trial)
-            if m.get("converged") and all(flat.get(k) == v for k, v in rnnsearch.items()):
+            if m.get(CONVERGED) and all(flat.get(k) == v for k, v in rnnsearch.items()):
                 if best is None or m["bleu"] > best[0]:
                     best = (m["bleu"], trial)
     if best is None or not (best[1] / "checkpoints" / "best.ckpt").is_file():
@@ -140,7 +141,7 @@ def claim_significance(target: str, dest: Path) -> list[dict]:
         if claim["kind"] != "greater" or claim.get("metric") != "bleu":
             continue
         a, b = rows.get(claim["a"], []), rows.get(claim["b"], [])
-        if not a or not b or not all(_metrics(r).get("converged") for r in a + b):
+        if not a or not b or not all(_metrics(r).get(CONVERGED) for r in a + b):
             continue
         runs_a, runs_b = sorted(a, key=_seed), sorted(b, key=_seed)
         seeds = sorted({_seed(r) for r in runs_a} & {_seed(r) for r in runs_b})
@@ -211,10 +212,10 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
         if missing:
             out.append(Verdict(claim["claim"], "not run yet", f"no finished runs of {missing[0]}"))
             continue
-        budget = [(n, _metrics(r)) for n, rs in runs.items() for r in rs if not _metrics(r).get("converged")]
+        budget = [(n, _metrics(r)) for n, rs in runs.items() for r in rs if not _metrics(r).get(CONVERGED)]
         if budget:
             n, m = budget[0]
-            reason = m.get("stop_reason") or "before the stopping rule"
+            reason = m.get(STOP_REASON) or "before the stopping rule"
             why = f"{len(budget)} run(s) stopped by their budget, e.g. {n} seed {m.get('seed')} ({reason})"
             out.append(Verdict(claim["claim"], "not testable at this scale", why))
             continue
@@ -223,7 +224,7 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
         if kind in ("greater", "less"):
             a, b = mean[claim["a"]], mean[claim["b"]]
             holds = a > b if kind == "greater" else a < b
-            why = f"{claim['metric']} {a:.3f} vs {b:.3f}" if claim["metric"] == "aer" else f"BLEU {a:.2f} vs {b:.2f}"
+            why = f"{claim['metric']} {a:.3f} vs {b:.3f}" if claim["metric"] == AER else f"BLEU {a:.2f} vs {b:.2f}"
             if claim["metric"] == "bleu" and claim["claim"] in sig:
                 p = sig[claim["claim"]]["p_value"]
                 why += f", paired bootstrap p = {p:.3f}"
@@ -233,8 +234,8 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             worse = []
             for n, rs in runs.items():
                 aer, diag = (
-                    _mean([_metrics(r).get("aer") for r in rs]),
-                    _mean([_metrics(r).get("aer_diagonal") for r in rs]),
+                    _mean([_metrics(r).get(AER) for r in rs]),
+                    _mean([_metrics(r).get(AER_DIAGONAL) for r in rs]),
                 )
                 if aer is None or diag is None or aer >= diag:
                     worse.append(f"{n} {aer:.3f} vs {diag:.3f}" if aer is not None and diag is not None else n)
@@ -248,7 +249,7 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
         elif kind == "flat":
             buckets: dict[str, list[float]] = {}
             for r in runs[claim["a"]]:
-                for b in _metrics(r).get("by_length") or []:
+                for b in _metrics(r).get(BY_LENGTH) or []:
                     if b.get("bleu") is not None:
                         buckets.setdefault(b["bucket"], []).append(b["bleu"])
             upto = {k: _mean(v) for k, v in buckets.items() if _bucket_end(k) <= claim["up_to"]}
@@ -318,7 +319,7 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
         studies = [p.name for p in sorted(dest.glob("*")) if (p / "trials").is_dir()]
         repro = json.loads((dest / "reproduction.json").read_text()) if (dest / "reproduction.json").is_file() else {}
         wall = repro.get("meta", {}).get("wall_s")
-        train_hours = sum(_metrics(r).get("train_time_s") or 0 for r in runs) / 3600
+        train_hours = sum(_metrics(r).get(TRAIN_TIME) or 0 for r in runs) / 3600
         md = render_markdown(
             spec,
             "small",
@@ -339,7 +340,7 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
         for v in verdicts(target, _rows_runs(target, runs), sig):
             lines.append(f"| {v.claim} | **{v.verdict}** | {v.why} |")
         lines += [""]
-        sigs = sorted({_metrics(r).get("sacrebleu_signature") for r in runs} - {None})
+        sigs = sorted({_metrics(r).get(BLEU_SIGNATURE) for r in runs} - {None})
         hardware = sorted({_hardware(r) for r in runs})
         lines += [
             f"- command: `harness reproduce {target} --scale small` (studies {', '.join(studies)}; rerun to resume)",

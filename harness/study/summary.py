@@ -9,6 +9,22 @@ import re
 from pathlib import Path
 
 from harness.config import flatten, read_yaml
+from harness.metrics.keys import (
+    AER,
+    AER_DIAGONAL,
+    AER_THRESHOLD,
+    ALIGNMENT_PRECISION,
+    ALIGNMENT_RECALL,
+    BLEU,
+    BY_LENGTH,
+    CHRF,
+    CONVERGED,
+    EPOCHS,
+    LENGTH_DROP,
+    STOP_REASON,
+    TRAIN_TIME,
+    VAL_PPL,
+)
 from harness.runs.layout import CONFIG_FILE, METRICS_FILE, PARTIAL
 from harness.study.targets import LENGTH_BUCKETS, Target, matches
 
@@ -78,26 +94,24 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
             "run_dirs": [str(p) for p, _, _ in items],
         }
         for metric in (
-            "bleu",
-            "chrf",
-            "aer",
-            "alignment_precision",
-            "alignment_recall",
-            "aer_threshold",
-            "aer_diagonal",
-            "length_drop",
-            "train_time_s",
-            "val_ppl",
-            "epochs",
+            BLEU,
+            CHRF,
+            AER,
+            ALIGNMENT_PRECISION,
+            ALIGNMENT_RECALL,
+            AER_THRESHOLD,
+            AER_DIAGONAL,
+            LENGTH_DROP,
+            TRAIN_TIME,
+            VAL_PPL,
+            EPOCHS,
         ):
             mean, std = _mean_std([m.get(metric) for _, _, m in items])
             entry[metric] = mean
             entry[f"{metric}_std"] = std
         # converged: stopped by the stopping rule (metrics.json); runs from before it count as unconverged
-        entry["converged"] = sum(bool(m.get("converged")) for _, _, m in items)
-        entry["stop_reasons"] = sorted(
-            {m.get("stop_reason") or "unknown" for _, _, m in items if not m.get("converged")}
-        )
+        entry[CONVERGED] = sum(bool(m.get(CONVERGED)) for _, _, m in items)
+        entry["stop_reasons"] = sorted({m.get(STOP_REASON) or "unknown" for _, _, m in items if not m.get(CONVERGED)})
         if target.unk_replace:
             effects = [extras.get("unk", {}).get(str(p)) for p, _, _ in items]
             effects = [e for e in effects if e]
@@ -110,9 +124,9 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
         if target.length_data:
             buckets: dict[str, list[float]] = {}
             for _, _, m in items:
-                for b in m.get("by_length") or []:
+                for b in m.get(BY_LENGTH) or []:
                     buckets.setdefault(b["bucket"], []).append(b["bleu"])
-            entry["by_length"] = {b: _mean_std(v)[0] for b, v in buckets.items()}
+            entry[BY_LENGTH] = {b: _mean_std(v)[0] for b, v in buckets.items()}
         rows.append(entry)
     return {"rows": rows, "unmatched_runs": unmatched}
 
@@ -133,7 +147,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
         "",
     ]
     rows = summary["rows"]
-    has_aer = any(r.get("aer") is not None for r in rows)
+    has_aer = any(r.get(AER) is not None for r in rows)
     aer_head = ["AER (ours)", "P", "R", "AER > p", "diagonal AER", "beats diagonal"]
     head = ["configuration", "runs", "converged", "BLEU (ours)"] + (aer_head if has_aer else []) + ["paper"]
     lines += [
@@ -147,17 +161,13 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
         conv = f"{r['converged']}/{r['runs']}" + (f" ({', '.join(r['stop_reasons'])})" if r["stop_reasons"] else "")
         cells = [r["configuration"], str(r["runs"]), conv, _fmt(r["bleu"], r["bleu_std"])]
         if has_aer:
-            beats = (
-                "-"
-                if r["aer"] is None or r["aer_diagonal"] is None
-                else ("yes" if r["aer"] < r["aer_diagonal"] else "no")
-            )
+            beats = "-" if r[AER] is None or r[AER_DIAGONAL] is None else ("yes" if r[AER] < r[AER_DIAGONAL] else "no")
             cells += [
-                _fmt(r["aer"], r["aer_std"], 3),
-                _fmt(r["alignment_precision"], None, 3),
-                _fmt(r["alignment_recall"], None, 3),
-                _fmt(r["aer_threshold"], None, 3),
-                _fmt(r["aer_diagonal"], None, 3),
+                _fmt(r[AER], r["aer_std"], 3),
+                _fmt(r[ALIGNMENT_PRECISION], None, 3),
+                _fmt(r[ALIGNMENT_RECALL], None, 3),
+                _fmt(r[AER_THRESHOLD], None, 3),
+                _fmt(r[AER_DIAGONAL], None, 3),
                 beats,
             ]
         cells.append(r["paper"] or "-")
@@ -237,7 +247,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
             "",
         ]
         keys = sorted(
-            {b for r in rows for b in (r.get("by_length") or {})},
+            {b for r in rows for b in (r.get(BY_LENGTH) or {})},
             key=lambda b: float(re.findall(r"[0-9]+", str(b))[0]) if re.findall(r"[0-9]+", str(b)) else 0,
         )
         lines += [
@@ -245,7 +255,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
             "|" + "---|" * (len(keys) + 2),
         ]
         for r in rows:
-            bl = r.get("by_length") or {}
+            bl = r.get(BY_LENGTH) or {}
             lines.append(
                 f"| {r['configuration']} | "
                 + " | ".join(_fmt(bl.get(k), None) for k in keys)

@@ -94,3 +94,14 @@ def test_round_trip_resolved_config():
     from harness.experiment import from_dict
 
     assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_the_stopping_rule_monitors_validation_keys():
+    """config.py sits below metrics/ and cannot import its key names: its choices must be keys of MODE."""
+    import dataclasses
+
+    from harness.config import TrainConfig
+    from harness.metrics.keys import MODE
+
+    (field,) = [f for f in dataclasses.fields(TrainConfig) if f.name == "early_stopping_metric"]
+    assert set(field.metadata["choices"]) <= set(MODE) and field.default in MODE
