@@ -589,7 +589,7 @@ def test_leaderboard_ranks_converged_configurations_only(conv_runs):
 
 
 def test_unconverged_configurations_listed_apart(conv_runs):
-    from harness.report.html import unconverged_rows
+    from harness.report.rows import unconverged_rows
 
     report = load(list(conv_runs.values()), significance=False)
     un = report.unconverged.set_index("configuration")
@@ -643,7 +643,7 @@ def test_significance_against_the_best_converged_configuration(conv_runs):
 
 
 def test_diagonal_baseline_row_and_below_diagonal_column(conv_runs):
-    from harness.report.html import leaderboard_rows, ours_rows
+    from harness.report.rows import leaderboard_rows, ours_rows
     from harness.report.tables import DIAGONAL_LABEL
 
     report = load(list(conv_runs.values()), significance=False)
