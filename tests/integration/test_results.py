@@ -1,4 +1,4 @@
-"""results/ and RESULTS.md (harness/report/results.py): the light artifacts of a (tiny) reproduction are collected, and
+"""results/ and RESULTS.md (harness/study/results.py): the light artifacts of a (tiny) reproduction are collected, and
 RESULTS.md is rebuilt from them alone, judging each claim on converged runs only."""
 
 from __future__ import annotations
