@@ -65,7 +65,10 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
     writer.writeheader()
     writer.writerows(rows + newer)
     atomic_write_text(path, buf.getvalue())
-    experiment.metrics_keys = fields  # Lightning's writer appends its next rows under this header
+    # Lightning's writer must know every column of the file now, or rewriting it with a new column (the final
+    # validation's val_* keys after a resumed fit) fails on the training columns ("dict contains fields not in
+    # fieldnames")
+    experiment.metrics_keys = list(fields)
 
 
 def _validation(cfg: ExperimentConfig, data):
@@ -75,9 +78,9 @@ def _validation(cfg: ExperimentConfig, data):
     from harness.train.module import Validation
 
     dev = data.splits.get(data.corpus.align_dev) if data.corpus.align_dev else None
-    tokenizers = (data.src_tok, data.tgt_tok)
-    # a partial, not a lambda: ddp_spawn pickles the module (and this helper) for its ranks
-    aer = partial(split_aer, split=dev, cfg=cfg, tokenizers=tokenizers) if dev is not None and dev.raw.gold else None
+    aer = None
+    if dev is not None and dev.raw.gold:  # a partial, not a closure: ddp_spawn pickles the module for its ranks
+        aer = partial(split_aer, split=dev, cfg=cfg, tokenizers=(data.src_tok, data.tgt_tok))
     return Validation(data.splits["val"].raw.tgt, data.tgt_tok.decode, aer)
 
 

@@ -395,3 +395,19 @@ def test_batch_sampler_resumes_mid_epoch_and_reshuffles_every_epoch():
     epoch1 = list(loader.batch_sampler)
     assert loader.batch_sampler.epoch == 1 and epoch1 != epoch0
     assert epoch1 == BucketBatchSampler(lengths, 8, False, True, seed=5)._make(1)
+
+
+def test_a_resumed_run_that_ends_with_its_own_validation_keeps_the_whole_log(tmp_path, capsys):
+    """A finished run continued with more steps (not a multiple of val_every) validates its final weights after
+    fit: Lightning rewrites logs/metrics.csv with the new val_* columns, which must keep the training columns of
+    the rows logged before the resume (it once failed: "dict contains fields not in fieldnames")."""
+    out = tmp_path / "run"
+    assert main(_cmd(out, "train.max_steps=20", "train.val_every=10")) == 0
+    assert main([*_cmd(out, "train.max_steps=25", "train.val_every=10"), "--resume"]) == 0, capsys.readouterr().err
+    with open(out / "logs" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val_steps = [int(r["step"]) for r in rows if r.get("val_ppl")]
+    # the two validations before the resume and the final weights' one (Lightning logs that one after step 25)
+    assert val_steps[:2] == [9, 19] and len(val_steps) == 3 and val_steps[2] >= 24
+    assert any(r.get("train_loss") for r in rows if int(r["step"]) < 20)  # training rows from before the resume
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 25
