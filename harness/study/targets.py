@@ -78,6 +78,18 @@ def quote(spec: dict | None, anchors: dict[str, dict], where: str) -> str | None
     return spec["show"].format(**anchor(spec["anchor"]))
 
 
+def note(raw: str | dict, anchors: dict[str, dict], where: str) -> str:
+    """A target's paper note: text, or `show` formatted with the range (min, max) of the BLEU gains of unknown-word
+    replacement (after_unk - value) over the anchors of the papers.yaml entry `unk_gain`."""
+    if isinstance(raw, str):
+        return raw
+    prefix = f"{raw['unk_gain']} / "
+    gains = [a["after_unk"] - a["value"] for k, a in anchors.items() if k.startswith(prefix) and a.get("after_unk")]
+    if not gains:
+        raise HarnessError(f"{where}: paper_note: no anchor of {raw['unk_gain']!r} with after_unk in papers.yaml")
+    return raw["show"].format(min=min(gains), max=max(gains))
+
+
 def _row(name: str, match: dict, raw: dict, anchors: dict[str, dict], where: str) -> Row:
     paper = raw.get("paper") if "paper_text" not in raw else {"paper_text": raw["paper_text"]}
     return Row(name, dict(match), quote(paper, anchors, where), quote(raw.get("paper_unk"), anchors, where))
@@ -117,7 +129,7 @@ def load_targets(path: Path = TARGETS_FILE, papers: Path = PAPERS_FILE) -> dict[
             bool(raw.get("unk_replace", False)),
             bool(raw.get("aligner", False)),
             bool(raw.get("length_data", False)),
-            str(raw.get("paper_note", "")),
+            note(raw.get("paper_note", ""), anchors, f"{path}: {name}"),
             [(d["data"], d["label"], [tuple(x) for x in d["directions"]]) for d in raw.get("alignment_data", [])],
             [(v["name"], dict(v["match"])) for v in raw.get("variants", [])],
         )
