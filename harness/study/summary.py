@@ -211,12 +211,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
                     f"{res['aligner']} | {method} | {s['aer']:.3f} | {s['precision']:.3f} | "
                     f"{s['recall']:.3f} | {res['seconds']:.0f} |"
                 )
-        lines += [
-            "",
-            "Paper (Luong 2015 Table 6, RWTH gold, English->German models, as reported): attention 0.34-0.39, "
-            "Berkeley aligner 0.32.",
-            "",
-        ]
+        lines += ["", target.aligner_note, ""]
         sym = extras.get("symmetrised") or []
         if sym:
             lines += [

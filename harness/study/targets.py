@@ -48,6 +48,7 @@ class Target:
     aligner: bool = False
     length_data: bool = False
     paper_note: str = ""
+    aligner_note: str = ""  # the paper's alignment numbers, under the statistical aligner baseline
     # the alignment target: (data.name, label, [(src, tgt), ...]) and (variant name, match), crossed into its rows
     alignment_data: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
     variants: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -76,6 +77,11 @@ def quote(spec: dict | None, anchors: dict[str, dict], where: str) -> str | None
         named = {k: types.SimpleNamespace(**anchor(ref)) for k, ref in spec["anchors"].items()}
         return spec["show"].format(**named)
     return spec["show"].format(**anchor(spec["anchor"]))
+
+
+def _text(raw: str | dict, anchors: dict[str, dict], where: str) -> str:
+    """A target's text field: as it is, or quoting anchors like a row's paper number."""
+    return raw if isinstance(raw, str) else quote(raw, anchors, where) or ""
 
 
 def note(raw: str | dict, anchors: dict[str, dict], where: str) -> str:
@@ -119,19 +125,22 @@ def load_targets(path: Path = TARGETS_FILE, papers: Path = PAPERS_FILE) -> dict[
             where = f"{path}: {name}"
             rows = [_row(r["name"], r.get("match") or {}, r, anchors, f"{where}: {r['name']}") for r in raw["rows"]]
         out[name] = Target(
-            name,
-            raw["title"],
-            list(raw["specs"]),
-            list(raw.get("paper_configs") or []),
-            raw["source"],
-            rows,
-            list(raw.get("data") or []),
-            bool(raw.get("unk_replace", False)),
-            bool(raw.get("aligner", False)),
-            bool(raw.get("length_data", False)),
-            note(raw.get("paper_note", ""), anchors, f"{path}: {name}"),
-            [(d["data"], d["label"], [tuple(x) for x in d["directions"]]) for d in raw.get("alignment_data", [])],
-            [(v["name"], dict(v["match"])) for v in raw.get("variants", [])],
+            name=name,
+            title=raw["title"],
+            specs=list(raw["specs"]),
+            paper_configs=list(raw.get("paper_configs") or []),
+            source=_text(raw["source"], anchors, f"{path}: {name}: source"),
+            rows=rows,
+            data=list(raw.get("data") or []),
+            unk_replace=bool(raw.get("unk_replace", False)),
+            aligner=bool(raw.get("aligner", False)),
+            length_data=bool(raw.get("length_data", False)),
+            paper_note=note(raw.get("paper_note", ""), anchors, f"{path}: {name}"),
+            aligner_note=_text(raw.get("aligner_note", ""), anchors, f"{path}: {name}: aligner_note"),
+            alignment_data=[
+                (d["data"], d["label"], [tuple(x) for x in d["directions"]]) for d in raw.get("alignment_data", [])
+            ],
+            variants=[(v["name"], dict(v["match"])) for v in raw.get("variants", [])],
         )
     return out
 

@@ -43,6 +43,9 @@ def test_alignment_rows_cross_data_directions_and_variants_with_table_6_on_rwth_
         "RWTH en->de: luong local-m (general)": "AER 0.34",
         "RWTH en->de: luong local-p (general)": "AER 0.36",
     }
+    alignment = TARGETS["alignment"]
+    assert alignment.source.endswith("(RWTH de-en gold, 508 sentences; Berkeley aligner 0.32)")
+    assert alignment.aligner_note.endswith("as reported): attention 0.34-0.39, Berkeley aligner 0.32.")
     row = _row("alignment", "Hansards fr->en: cgru + guided (eflomal links)")
     assert row.match == {
         "data.name": "hansards_enfr",
