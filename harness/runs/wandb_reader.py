@@ -13,7 +13,7 @@ The log is the LevelDB log format (https://github.com/google/leveldb/blob/main/d
 
 A FULL record, or a FIRST, MIDDLE*, LAST chain, holds one serialized `wandb_internal_pb2.Record`.
 
-    python -m harness.runs.wandb_reader RUN_DIR        # prints config / history / summary as JSON
+    python -m harness.wandb_reader RUN_DIR        # prints config / history / summary as JSON
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def read_run(path: str | Path) -> WandbRun:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m harness.runs.wandb_reader RUN_DIR|WANDB_RUN_DIR|FILE.wandb", file=sys.stderr)
+        print("usage: python -m harness.wandb_reader RUN_DIR|WANDB_RUN_DIR|FILE.wandb", file=sys.stderr)
         return 2
     try:
         run = read_run(argv[0])
