@@ -43,14 +43,17 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/python -m harness.demo $(ARGS)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(BIN)/pytest tests $(ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest tests -m "not slow" $(ARGS)
 
+# ruff, and the layers of harness/ (pyproject.toml [tool.importlinter]: lint-imports names an import that points up)
 lint: $(STAMP)
 	$(BIN)/ruff check harness tests
+	$(BIN)/ruff format --check harness tests
+	$(BIN)/lint-imports --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format harness tests

@@ -1,7 +1,10 @@
 """Typed experiment configs: YAML files in experiments/ + dotted key=value overrides, validated up front.
 
-One config system for the whole project. Every key has a default; an unknown key, a wrong type or an
-out-of-range value fails before any work with one line naming the file, the key and what was expected.
+One config system for the whole project: every key is a field of a frozen dataclass below, with its default and
+its range. An unknown key, a wrong type or an out-of-range value fails before any work with one line naming the
+file, the key and what was expected. The names the model section refers to (architectures, score functions) are
+checked against the registries by harness.experiment.load_config, the loader every entry point uses: this module
+knows nothing of models/, so data/ and models/ can read these dataclasses.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import difflib
 import functools
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +34,7 @@ def _f(default, **meta):
     return field(default=default, metadata=_meta(**meta))
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticConfig:
     """The built-in generated task (harness/data/synthetic.py)."""
 
@@ -46,7 +50,7 @@ class SyntheticConfig:
     many_to_one: float = _f(0.05, lo=0, hi=1)  # share of source words (particles) merged into the next word
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     name: str = "synthetic"  # synthetic | multi30k | parallel | <hub id>, see harness/data/corpora.py
     src_lang: str = "de"
@@ -75,7 +79,7 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     arch: str = "bahdanau"  # harness list shows the registry
     score: str = "additive"
@@ -99,7 +103,7 @@ class ModelConfig:
     init_uniform: float = _f(0.0, lo=0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GuidedAlignmentConfig:
     """Guided alignment training (Chen et al. 2016, "Guided Alignment Training for Topic-Aware NMT"; Marian's
     --guided-alignment): loss += weight x cross-entropy between each target word's attention row and its
@@ -107,13 +111,13 @@ class GuidedAlignmentConfig:
 
     weight: float = _f(0.0, lo=0)  # 0 = off: the training step is exactly the unguided one
     # where the reference links of the training pairs come from: a Pharaoh file (one line per training pair of
-    # the corpus, before length filtering; `i-j` = source i, target j, 0-based), `eflomal` (harness/aligners.py
+    # the corpus, before length filtering; `i-j` = source i, target j, 0-based), `eflomal` (harness/data/aligners.py
     # on the training text, grow-diag-final-and, cached by content hash), or `gold` (the synthetic task's exact
     # alignments: an oracle upper bound)
     links: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = _f("adam", choices=["adam", "sgd", "adadelta"])
     lr: float = _f(1e-3, lo=0, lo_open=True)
@@ -133,7 +137,7 @@ class TrainConfig:
     # metric. max_steps / max_epochs / max_time stay hard caps; metrics.json says which one ended training
     # (stop_reason) and whether the rule did (converged)
     early_stopping: int = _f(0, lo=0)
-    early_stopping_metric: str = _f("val_bleu", choices=["val_bleu", "val_ppl"])
+    early_stopping_metric: str = _f("val_bleu", choices=["val_bleu", "val_ppl"])  # keys of metrics/keys.py MODE
     early_stopping_min_delta: float = _f(0.0, lo=0)
     # the training loss is summed over target tokens and divided by the batch's target tokens (`tokens`), or by
     # its sentences (`sentences`: Sutskever et al. 2014 §3.4, Luong et al. 2015 §4.1, whose SGD learning rates
@@ -148,7 +152,7 @@ class TrainConfig:
     log_every: int = _f(10, lo=1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodeConfig:
     beam: int = _f(1, lo=1)  # 1 = greedy
     max_len_ratio: float = _f(2.0, lo=0, lo_open=True)
@@ -164,7 +168,7 @@ class DecodeConfig:
     penalty_mode: str = _f("fairseq", choices=["fairseq", "gnmt"])
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     length_buckets: list = _f([10, 20, 30, 40, 50])  # upper edges; a final open bucket follows
     min_bucket_n: int = _f(30, lo=1)  # buckets with fewer sentences are flagged (and skipped by length_drop)
@@ -175,7 +179,7 @@ class EvalConfig:
     forced_alignment: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class WandbConfig:
     mode: str = _f("offline", choices=["offline", "online", "disabled"])
     project: str = "attention-harness"
@@ -185,12 +189,12 @@ class WandbConfig:
     job_type: str = "train"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExperimentConfig:
     seed: int = 1
     data: DataConfig = field(default_factory=DataConfig)
@@ -385,11 +389,18 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> ExperimentConfig:
-    """Load an experiment config file (or the defaults) and apply dotted overrides; validate everything."""
+def parse_config(
+    path: str | Path | None = None,
+    overrides: list[str] | dict | None = None,
+    validate: Callable[[ExperimentConfig, str], None] | None = None,
+) -> ExperimentConfig:
+    """A config file (or the defaults) with dotted overrides applied, every key type- and range-checked, then
+    `validate(cfg, source)` (default: `check`, the cross-key rules of this file). harness.experiment.load_config
+    passes the rules that also need the registries; an error is blamed on the file or on the command line."""
+    validate = validate or check
     data = read_yaml(path) if path is not None else {}
     source = f"config {path}" if path is not None else "config"
-    cfg = _build(ExperimentConfig, data, source)
+    cfg = build(data, source)
     if not overrides:
         validate(cfg, source)
         return cfg
@@ -397,7 +408,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     for key in flat:
         if key not in all_keys() and not any(k.startswith(key + ".") for k in all_keys()):
             raise HarnessError(f"override {key}: unknown config key{_suggest(key, all_keys())}")
-    merged = _build(ExperimentConfig, _merge(to_dict(cfg), _nest(flat)), "override")
+    merged = build(_merge(to_dict(cfg), _nest(flat)), "override")
     try:
         validate(merged, source)
     except HarnessError as error:
@@ -411,10 +422,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     return merged
 
 
-def from_dict(data: dict, source: str = "config") -> ExperimentConfig:
-    cfg = _build(ExperimentConfig, data, source)
-    validate(cfg, source)
-    return cfg
+def build(data: dict, source: str = "config") -> ExperimentConfig:
+    """An ExperimentConfig from a nested mapping, every key type- and range-checked (no cross-key rules)."""
+    return _build(ExperimentConfig, data, source)
 
 
 def to_dict(cfg) -> dict:
@@ -431,17 +441,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def get_key(cfg: ExperimentConfig, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def validate(cfg: ExperimentConfig, source: str = "config") -> None:
-    """Cross-key checks that need the registries (architecture/score names and what applies where)."""
-    from harness.models.registry import check_model_config
-
+def check(cfg: ExperimentConfig, source: str = "config") -> None:
+    """The cross-key rules of the config itself (the model section against the registries: harness.experiment)."""
     s = cfg.data.synthetic
     if s.min_len > s.max_len:
         raise HarnessError(
@@ -452,7 +453,22 @@ def validate(cfg: ExperimentConfig, source: str = "config") -> None:
     buckets = cfg.eval.length_buckets
     if not buckets or any(not isinstance(b, int) or b < 1 for b in buckets) or sorted(set(buckets)) != buckets:
         raise HarnessError(f"{source}: eval.length_buckets must be increasing positive integers, got {buckets!r}")
-    check_model_config(cfg.model, source)
+
+
+def replace(cfg: ExperimentConfig, changes: dict[str, Any]) -> ExperimentConfig:
+    """A copy of a validated (frozen) config with dotted keys changed, e.g. {"decode.n_best": 5}; nothing is
+    re-validated: the caller changes keys whose values it has checked."""
+    nested: dict[str, dict] = {}
+    top: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[head] = value
+    for head, sub in nested.items():
+        top[head] = replace(getattr(cfg, head), sub)
+    return dataclasses.replace(cfg, **top)
 
 
 def dump_yaml(data: dict) -> str:

@@ -7,16 +7,20 @@ reports/demo/ (run directories, W&B offline runs, the HTML report).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from harness.config import load_config
+from harness.cli import demo_parser
+from harness.config import replace
+from harness.console import quiet_libraries
 from harness.errors import HarnessError
+from harness.experiment import load_config
+from harness.metrics import keys
 from harness.metrics.bleu import corpus_scores
 from harness.paths import PROJECT_ROOT
-from harness.run import load_run_config
+from harness.runs.layout import hypotheses_path
+from harness.runs.provenance import load_run_config
 
 MODELS = [("seq2seq", "experiments/seq2seq_synthetic.yaml"), ("bahdanau", "experiments/bahdanau2015_synthetic.yaml")]
 SHORT_MAX = 20  # source words; "long" is everything longer
@@ -27,7 +31,7 @@ def short_long_bleu(run_dir: Path) -> tuple[float, float, int, int]:
 
     cfg = load_run_config(run_dir)
     test = load_corpus(cfg.data).splits["test"]
-    hyps = (run_dir / "test.hyp").read_text(encoding="utf-8").splitlines()
+    hyps = hypotheses_path(run_dir).read_text(encoding="utf-8").splitlines()
     short = [i for i, s in enumerate(test.src) if len(s.split()) <= SHORT_MAX]
     long = [i for i, s in enumerate(test.src) if len(s.split()) > SHORT_MAX]
     b_short = corpus_scores([hyps[i] for i in short], [test.tgt[i] for i in short]).bleu
@@ -36,21 +40,16 @@ def short_long_bleu(run_dir: Path) -> tuple[float, float, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.cli import _quiet_libraries
-    from harness.run import train
+    from harness.runs.run import train
 
-    _quiet_libraries()
-    p = argparse.ArgumentParser(prog="harness.demo")
-    p.add_argument("overrides", nargs="*", help="key=value overrides for both models, e.g. train.max_steps=300")
-    p.add_argument("--output", default=str(PROJECT_ROOT / "reports" / "demo"))
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    quiet_libraries()
+    args = demo_parser().parse_args(argv)
     out = Path(args.output)
     runs = []
     try:
         for name, preset in MODELS:
             cfg = load_config(PROJECT_ROOT / preset, args.overrides)
-            cfg.tracking.wandb.group = cfg.tracking.wandb.group or "demo"
+            cfg = replace(cfg, {"tracking.wandb.group": cfg.tracking.wandb.group or "demo"})
             print(f"== training {name} ({preset}) ==", flush=True)
             result = train(cfg, out / name, overwrite=True, progress=not args.quiet)
             runs.append((name, result.run_dir, result.metrics))
@@ -63,22 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, run_dir, m in runs:
         bs, bl, ns, nl = short_long_bleu(run_dir)
-        aer = "-" if m.get("aer") is None else f"{m['aer']:.3f}"
-        print(f"{name:<10} {m['bleu']:6.2f} {bs:18.2f} {bl:17.2f} {aer:>6} {m['params']:8,}")
-        rows.append({"model": name, "bleu": m["bleu"], "bleu_short": bs, "bleu_long": bl, "n_short": ns, "n_long": nl})
+        aer = "-" if m.get(keys.AER) is None else f"{m[keys.AER]:.3f}"
+        print(f"{name:<10} {m[keys.BLEU]:6.2f} {bs:18.2f} {bl:17.2f} {aer:>6} {m[keys.PARAMS]:8,}")
+        rows.append(
+            {"model": name, "bleu": m[keys.BLEU], "bleu_short": bs, "bleu_long": bl, "n_short": ns, "n_long": nl}
+        )
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     gap = rows[1]["bleu_long"] - rows[0]["bleu_long"]
     print(
         f"\nOn long sentences attention {'wins' if gap > 0 else 'does NOT win'} by {gap:+.2f} BLEU "
         f"({rows[0]['n_long']} test sentences > {SHORT_MAX} words)."
     )
-    try:
-        from harness.report import render_runs
+    from harness.report import render_runs
 
-        page = render_runs([r for _, r, _ in runs], out, "attention-harness demo: seq2seq vs Bahdanau attention")
-        print(f"report: {page}")
-    except ImportError:
-        pass
+    page = render_runs([r for _, r, _ in runs], out, "attention-harness demo: seq2seq vs Bahdanau attention")
+    print(f"report: {page}")
     wandb_dirs = sorted(str(d) for _, r, _ in runs for d in (r / "wandb").glob("offline-run-*"))
     if wandb_dirs:
         print("W&B offline runs (upload later with your key):")

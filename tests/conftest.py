@@ -13,7 +13,8 @@ from harness.paths import data_root
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("WANDB_SILENT", "true")
-pytest_plugins = ["tests.slurm_cluster"]  # the `slurm_cluster` fixture: a real single-node SLURM cluster
+# fixture plugins: `slurm_cluster`, a real single-node SLURM cluster; `postgres_url`, a throw-away PostgreSQL server
+pytest_plugins = ["tests.slurm_cluster", "tests.postgres_server"]
 
 # a run that finishes in a few seconds on one core
 TINY = [

@@ -6,7 +6,7 @@ pieces are mapped back by `word_of_piece`); a link between two words guides ever
 Sources (`train.guided_alignment.links`):
 * a Pharaoh file, one line per training pair as the harness reads them (the training files' lines after
   data.train_limit, without pairs that have an empty side), `i-j` = source word i, target word j, 0-based;
-* `eflomal`: the statistical aligner (harness/aligners.py: eflomal, or its IBM Model 2 fallback) on the training
+* `eflomal`: the statistical aligner (harness/data/aligners.py: eflomal, or its IBM Model 2 fallback) on the training
   text, both directions, grow-diag-final-and; computed once and cached by a hash of the text and the aligner;
 * `gold`: the synthetic task's exact alignments (an oracle upper bound; only data.name=synthetic has them).
 """
@@ -31,7 +31,7 @@ def _words(text: str, tokens: list[str], tokenizer) -> str:
 
 def eflomal_links(src: list[str], tgt: list[str]) -> list[set[Link]]:
     """grow-diag-final-and links of the statistical aligner, cached under cache_dir()/guided/ by content hash."""
-    from harness.aligners import align, available_aligner, symmetrize
+    from harness.data.aligners import align, available_aligner, symmetrize
 
     aligner = available_aligner()
     digest = hashlib.sha256(json.dumps([aligner, src, tgt]).encode()).hexdigest()[:16]

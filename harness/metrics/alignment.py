@@ -29,7 +29,7 @@ def links_from_attention(
       attention aligns better than at the step that guesses it. lag = 1 where the query of step t has read
       y_{t−1} (Luong's h_t, the cgru's first GRU); lag = 2 where it is the previous state, which has read only
       y_{t−2} (RNNsearch's s_{i−1}, GNMT's bottom layer y^1_{i−1}): the matrix then needs the row of one extra
-      forced step fed </s> (``harness.search.forced_attention(extra_steps=1)``).
+      forced step fed </s> (``harness.decode.search.forced_attention(extra_steps=1)``).
 
     How the row becomes links:
     * ``threshold=None``: one link per target word, to the argmax source word (ties: the lowest index);

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import math
 
-from harness.metrics.keys import MODE
+from harness.metrics.keys import (
+    BEST_STEP,
+    CONVERGED,
+    MODE,
+    STOP_REASON,
+    VAL_BLEU,
+    VAL_BLEU_BEST,
+    VAL_METRIC,
+    VAL_METRIC_BEST,
+    VAL_METRIC_SLOPE,
+    VAL_SLOPE_VALIDATIONS,
+    VALIDATIONS,
+)
 
 SLOPE_VALIDATIONS = 5  # the last validations the slope is fitted to (fewer when the run has fewer)
 
@@ -50,15 +62,15 @@ def summary(history: list[dict], metric: str, stop_reason: str) -> dict:
     the validation metrics, in step order)."""
     best = best_entry(history, metric)
     recent = history[-SLOPE_VALIDATIONS:]
-    bleu = best_entry(history, "val_bleu")
+    bleu = best_entry(history, VAL_BLEU)
     return {
-        "converged": stop_reason == "early_stopping",
-        "stop_reason": stop_reason,
-        "val_metric": metric,
-        "val_metric_best": best[metric] if best else None,
-        "best_step": best["step"] if best else None,
-        "val_metric_slope": slope_per_1k_steps([h["step"] for h in recent], [h.get(metric) for h in recent]),
-        "val_slope_validations": len(recent),
-        "validations": len(history),
-        "val_bleu_best": bleu["val_bleu"] if bleu else None,
+        CONVERGED: stop_reason == "early_stopping",
+        STOP_REASON: stop_reason,
+        VAL_METRIC: metric,
+        VAL_METRIC_BEST: best[metric] if best else None,
+        BEST_STEP: best["step"] if best else None,
+        VAL_METRIC_SLOPE: slope_per_1k_steps([h["step"] for h in recent], [h.get(metric) for h in recent]),
+        VAL_SLOPE_VALIDATIONS: len(recent),
+        VALIDATIONS: len(history),
+        VAL_BLEU_BEST: bleu[VAL_BLEU] if bleu else None,
     }

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from harness.config import ModelConfig
+from harness.data.batch import Batch
 from harness.models.attention import build_attention
 from harness.models.decoders import BahdanauDecoder, ConditionalGRUDecoder, GNMTDecoder, LuongDecoder, Memory
 from harness.models.encoders import RNNEncoder
-
-if TYPE_CHECKING:  # the data module imports Lightning: keep config validation light
-    from harness.data.datamodule import Batch
 
 
 @dataclass

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.report.load import read_attention
 from harness.report.plots import plain, plt
+from harness.runs.layout import read_attention
 
 FRAME_MS = 1000
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.metrics.keys import BLEU_SIGNATURE, CHRF_SIGNATURE
 from harness.report.load import RunRecord, Source, load_source
 from harness.report.significance import NOTE, SIGNIFICANCE_COLUMNS, References, significance_table
 from harness.report.tables import (
@@ -124,10 +125,8 @@ def load(
         )
         notes += sig_notes
     signatures = {
-        "BLEU": sorted(
-            {str(r.metrics["sacrebleu_signature"]) for r in src.runs if r.metrics.get("sacrebleu_signature")}
-        ),
-        "chrF": sorted({str(r.metrics["chrf_signature"]) for r in src.runs if r.metrics.get("chrf_signature")}),
+        "BLEU": sorted({str(r.metrics[BLEU_SIGNATURE]) for r in src.runs if r.metrics.get(BLEU_SIGNATURE)}),
+        "chrF": sorted({str(r.metrics[CHRF_SIGNATURE]) for r in src.runs if r.metrics.get(CHRF_SIGNATURE)}),
         "bootstrap": boot_sigs,
     }
     if title is None:

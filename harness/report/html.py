@@ -19,18 +19,37 @@ import numpy as np
 import pandas as pd
 
 from harness.io import atomic_write_bytes, atomic_write_text
+from harness.metrics.keys import (
+    AER,
+    VAL_AER,
+    VAL_BLEU,
+    VAL_PPL,
+)
 from harness.report.build import Report, source_description
-from harness.report.load import read_attention, read_hypotheses
 from harness.report.plots import CURVE_TITLES
+from harness.report.rows import (
+    CURVE_NOTE,
+    UNCONVERGED_NOTE,
+    Cell,
+    config_rows,
+    configurations_rows,
+    convergence_line,
+    diagonal_note,
+    esc,
+    leaderboard_rows,
+    ours_rows,
+    papers_rows,
+    papers_source_rows,
+    runs_rows,
+    significance_rows,
+    unconverged_rows,
+)
 from harness.report.tables import (
     BETTER,
     DIAGONAL_LABEL,
-    DIGITS,
     LABELS,
-    METRICS,
-    best_configurations,
-    fmt_mean_std,
 )
+from harness.runs.layout import read_attention, read_hypotheses
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1250px;
@@ -52,27 +71,11 @@ img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 3px
 """
 
 
-def esc(x: Any) -> str:
-    """Escaped text of a value (None/NaN -> en dash)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return html.escape(str(x), quote=True)
-
-
 def md(x: Any) -> str:
     """A Markdown table cell: <, >, & escaped (Markdown passes raw HTML through) and pipes escaped."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return html.escape(str(x), quote=False).replace("|", "\\|").replace("\n", " ")
-
-
-class Cell:
-    def __init__(self, text: Any, cls: str = "", raw: bool = False):
-        self.text, self.cls, self.raw = text, cls, raw
-
-    def html(self) -> str:
-        body = self.text if self.raw else esc(self.text)
-        return f'<td class="{self.cls}">{body}</td>' if self.cls else f"<td>{body}</td>"
 
 
 def table_html(headers: list[str], rows: list[list[Any]], left: set[int] = frozenset(), id_: str = "") -> str:
@@ -105,292 +108,6 @@ def img(data: bytes | None, mime: str = "image/png", alt: str = "") -> str:
     if not data:
         return ""
     return f'<img alt="{esc(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode("ascii")}">'
-
-
-def _num(x: Any, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    if isinstance(x, int | np.integer) or (isinstance(x, float) and x.is_integer() and abs(x) >= 1000):
-        return f"{int(x):,}"
-    if isinstance(x, float | np.floating):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-# ------------------------------------------------------------------------------------------ the tables
-def _yes_no(x: Any) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else "yes" if x else "no"
-
-
-UNCONVERGED_NOTE = (
-    "None of these configurations' runs was ended by its stopping rule, so their numbers may still be moving: "
-    "they are not ranked, not marked best and never the baseline of the significance tests. Stopped by: each "
-    "run's stop reason. Slope: least-squares slope of the monitored validation metric over each run's last "
-    "validations, per 1,000 training steps (mean ± std over seeds; for perplexity, negative = still improving)."
-)
-CURVE_NOTE = (
-    "Validation metrics against the training step (logs/metrics.csv), one line per configuration: the mean over "
-    "the seeds its table row is over (its converged seeds where it has any), aligned on the validation steps "
-    "they all logged; the band is ± 1 sample std over those seeds (none for one seed). Dashed: a configuration "
-    "without a converged run."
-)
-
-
-def _diagonal_note(report: Report) -> str:
-    if report.diagonal.empty:
-        return ""
-    return (
-        f"{DIAGONAL_LABEL}: target word t linked to source word round(t·|x|/|y|), scored on the same gold "
-        "sentences (mean over the table's runs, per gold set); AER below diagonal: the configuration's mean AER is "
-        "lower than that baseline's."
-    )
-
-
-def convergence_line(report: Report) -> str:
-    """One line: what "converged" means in this report (the runs' stopping rule) and what is not ranked."""
-    patience = sorted({int(p) for p in report.stopping.get("train.early_stopping", []) if isinstance(p, int | float)})
-    metric = sorted({str(m) for m in report.runs.get("val_metric", pd.Series(dtype=object)).dropna()})
-    what = " or ".join(metric or map(str, report.stopping.get("train.early_stopping_metric", [])))
-    what = what or "the monitored validation metric"
-    if patience == [0] and not report.runs["converged"].any():
-        rule = f"train.early_stopping = 0 in these runs: the rule is off, so none can converge; it monitors {what}"
-    elif any(patience):
-        n = " or ".join(str(p) for p in patience if p)
-        rule = f"{n} validations in a row without an improvement of {what}"
-    else:
-        rule = f"train.early_stopping validations in a row without an improvement of {what}"
-    return (
-        f"Converged = training was ended by its stopping rule ({rule}). Runs stopped by a budget (max_steps, "
-        "max_epochs, max_time), by a non-finite metric, or trained before the rule existed are not converged and "
-        "not ranked: the leaderboard ranks converged seeds only, and configurations without any are listed apart."
-    )
-
-
-def _metric_columns(table: pd.DataFrame, has_diagonal: bool) -> list[tuple[str, str, str | None]]:
-    """The metrics with a value in the table (AER and its precision/recall also where only the baseline has
-    one)."""
-    always = ("aer", "alignment_precision", "alignment_recall") if has_diagonal else ()
-    return [m for m in METRICS if m[0] in always or table[f"{m[0]}_mean"].notna().any()]
-
-
-def _config_rows(
-    table: pd.DataFrame, diagonal: pd.DataFrame, marker: str, lead: list[tuple[str, Any]], best=None
-) -> tuple[list[str], list[list[Any]]]:
-    """Rows of a per-configuration table (leaderboard or unconverged): the `lead` columns (header, function of
-    the row), then mean ± std per metric, `AER below diagonal` after the AER columns where a positional
-    baseline exists, and one row per baseline (gold set) at the end."""
-    best = best or {}
-    has_diag = len(diagonal) > 0
-    metrics = _metric_columns(table, has_diag)
-    keys = [k for k, _, _ in metrics]
-    after = "aer_threshold" if "aer_threshold" in keys else "aer"  # `AER below diagonal` follows the AER columns
-    headers = [h for h, _ in lead]
-    for key, label, better in metrics:
-        headers.append(f"{label} {'↑' if better == 'max' else '↓' if better == 'min' else ''}".strip())
-        if key == after and has_diag:
-            headers.append("AER below diagonal")
-    rows = []
-    for _, r in table.iterrows():
-        row: list[Any] = [f(r) for _, f in lead]
-        for key, _, _ in metrics:
-            text = fmt_mean_std(r[f"{key}_mean"], r[f"{key}_std"], DIGITS.get(key, 2))
-            if r[f"{key}_n"] and r[f"{key}_n"] != r["n"]:
-                text += f" (n={int(r[f'{key}_n'])})"
-            is_best = r["configuration"] in best.get(key, ())
-            row.append(Cell(text + (f" {marker}" if is_best else ""), "best" if is_best else ""))
-            if key == after and has_diag:
-                row.append(_yes_no(r.get("below_diagonal")))
-        rows.append(row)
-    several = len(set(diagonal["gold"]) | set(table.loc[table["aer_mean"].notna(), "gold"])) > 1  # name the set
-    for _, d in diagonal.iterrows():
-        label = DIAGONAL_LABEL + (f", gold {d['gold']}" if several else "")
-        row = []
-        for h, _ in lead:
-            row.append(label if h == "configuration" else f"{int(d['aer_n'])} runs" if h.startswith("n ") else "–")
-        for key, _, _ in metrics:
-            if key == "aer":
-                row.append(fmt_mean_std(d["aer_mean"], d["aer_std"], 3))
-            elif key in ("alignment_precision", "alignment_recall"):
-                row.append(fmt_mean_std(d[f"{key}_mean"], np.nan, 3))
-            else:
-                row.append("–")
-            if key == after:
-                row.append("–")
-        rows.append(row)
-    return headers, rows
-
-
-def leaderboard_rows(report: Report, marker: str) -> tuple[list[str], list[list[Any]]]:
-    lb = report.leaderboard
-    lead = [
-        ("rank", lambda r: int(r["rank"])),
-        ("configuration", lambda r: r["configuration"]),
-        ("n (seeds)", lambda r: f"{int(r['n'])} ({r['seeds']})"),
-        ("converged", lambda r: r["convergence"]),
-    ]
-    diag = report.diagonal[report.diagonal["table"] == "leaderboard"]
-    return _config_rows(lb, diag, marker, lead, best_configurations(lb))
-
-
-def _slope_text(r) -> str:
-    text = fmt_mean_std(r["val_metric_slope_mean"], r["val_metric_slope_std"], 3)
-    return text if text == "–" else f"{text} {r['val_metric'] or ''}/1k steps".replace(" /", "/")
-
-
-def unconverged_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    """The configurations none of whose runs converged: why each run stopped, the monitored metric's slope over
-    its last validations (how far from flat it still was), and the leaderboard's columns over all its runs."""
-    lead = [
-        ("configuration", lambda r: r["configuration"]),
-        ("n (seeds)", lambda r: f"{int(r['n'])} ({r['seeds']})"),
-        ("stopped by", lambda r: r["stop_reasons"]),
-        ("slope of the monitored metric (last validations)", _slope_text),
-        ("best step", lambda r: fmt_mean_std(r["best_step_mean"], r["best_step_std"], 0)),
-    ]
-    diag = report.diagonal[report.diagonal["table"] == "unconverged"]
-    return _config_rows(report.unconverged, diag, "", lead)
-
-
-def significance_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    headers = [
-        "compared with",
-        "baseline",
-        "configuration",
-        "baseline BLEU",
-        "BLEU",
-        "Δ BLEU",
-        "p",
-        "p < 0.05",
-        "sentences",
-        "paired on",
-        "converged",
-    ]
-    rows = []
-    for _, r in report.significance.iterrows():
-        sig = bool(r["significant"])
-        rows.append(
-            [
-                r["vs"],
-                r["baseline"],
-                r["configuration"],
-                _num(r["baseline BLEU"]),
-                _num(r["BLEU"]),
-                f"{r['delta']:+.2f}",
-                f"{r['p_value']:.4f}",
-                Cell("yes" if sig else "no", "sig" if sig else "nsig"),
-                int(r["sentences"]),
-                r["paired on"],
-                r["converged"],
-            ]
-        )
-    return headers, rows
-
-
-def ours_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    headers = ["configuration", "converged", "BLEU (sacreBLEU)", "AER", "AER below diagonal", "n"]
-    rows = []
-    for table in (report.leaderboard, report.unconverged):
-        for _, r in table.iterrows():
-            rows.append(
-                [
-                    r["configuration"],
-                    r["convergence"],
-                    fmt_mean_std(r["bleu_mean"], r["bleu_std"]),
-                    fmt_mean_std(r["aer_mean"], r["aer_std"], 3),
-                    _yes_no(r.get("below_diagonal")),
-                    int(r["n"]),
-                ]
-            )
-    several = report.diagonal["gold"].nunique() > 1
-    for _, d in report.diagonal.iterrows():
-        where = f"{d['table']} runs" + (f", gold {d['gold']}" if several else "")
-        row = [f"{DIAGONAL_LABEL} ({where})", "–", "–", fmt_mean_std(d["aer_mean"], d["aer_std"], 3), "–"]
-        rows.append([*row, int(d["aer_n"])])
-    return headers, rows
-
-
-def papers_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    headers = ["paper", "model (as named in the paper)", "metric", "value (as reported)", "details", "verify"]
-    rows = []
-    for _, r in report.papers.iterrows():
-        v = r["value"]
-        rows.append(
-            [
-                r["paper"],
-                r["model"],
-                r["metric"],
-                "–" if v is None or (isinstance(v, float) and math.isnan(v)) else v,
-                r["details"],
-                "verify" if r["verify"] else "",
-            ]
-        )
-    return headers, rows
-
-
-def papers_source_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    from harness.report.tables import papers_notes
-
-    headers = ["paper", "where", "data", "BLEU convention", "note"]
-    return headers, [[p["short"], p["source"], p["data"], p["bleu"], p["note"]] for p in papers_notes()]
-
-
-RUN_COLS = [
-    ("run", "run"),
-    ("configuration", "configuration"),
-    ("seed", "seed"),
-    ("converged", "converged"),
-    ("bleu", "BLEU"),
-    ("chrf", "chrF"),
-    ("aer", "AER"),
-    ("aer_threshold", "AER (threshold)"),
-    ("aer_diagonal", "AER (diagonal)"),
-    ("below_diagonal", "AER below diagonal"),
-    ("length_drop", "length drop"),
-    ("params", "params"),
-    ("train_tokens_per_sec", "train tok/s"),
-    ("steps", "steps"),
-    ("best_step", "best step"),
-    ("val_metric_slope", "slope /1k steps"),
-    ("run_dir", "run directory"),
-]
-RUN_TEXT = ("run", "configuration", "run_dir", "seed")
-OPTIONAL_RUN_COLS = ("aer_threshold", "aer_diagonal", "below_diagonal", "best_step", "val_metric_slope")
-
-
-def _run_cell(r, key: str) -> Any:
-    if key in RUN_TEXT:
-        return r[key]
-    if key == "converged":
-        return "yes" if r["converged"] else f"no: {r['stop_reason']}"
-    if key == "below_diagonal":
-        return _yes_no(r[key])
-    if key == "val_metric_slope" and not pd.isna(r[key]):
-        return f"{r[key]:.3f} {r.get('val_metric') or ''}".strip()
-    return _num(r[key], 3 if key.startswith("aer") else DIGITS.get(key, 2))
-
-
-def runs_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    runs = report.runs
-    cols = [(k, h) for k, h in RUN_COLS if k in runs and (k not in OPTIONAL_RUN_COLS or runs[k].notna().any())]
-    rows = [[_run_cell(r, k) for k, _ in cols] for _, r in runs.iterrows()]
-    return [h for _, h in cols], rows
-
-
-def config_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    return ["key", "value (same in every run)"], [
-        [k, v] for k, v in report.shared_config.items() if not k.startswith("tracking.")
-    ]
-
-
-def configurations_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    keys = report.group_keys
-    headers = ["configuration", *keys, "runs"]
-    rows = [
-        [r["configuration"], *[r.get(k) for k in keys], r["runs"]]
-        for table in (report.leaderboard, report.unconverged)
-        for _, r in table.iterrows()
-    ]
-    return headers, rows
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -460,7 +177,7 @@ def animation_for(report: Report, index: int) -> tuple[bytes | None, str]:
     return None, ""
 
 
-CURVE_METRICS = ("val_ppl", "val_bleu", "val_aer")  # learning-curve plots, each where any run logged the metric
+CURVE_METRICS = (VAL_PPL, VAL_BLEU, VAL_AER)  # learning-curve plots, each where any run logged the metric
 
 
 def curve_file(metric: str) -> str:
@@ -510,7 +227,7 @@ def figures(report: Report, index: int, with_animation: bool = True) -> dict[str
         "curves": curves,
         "curve_notes": curve_notes,
         "length": plots.bleu_by_length(report.by_length[report.by_length["run"].isin(counted)], order),
-        "aer": plots.metric_bars(_all_configurations(report), "aer", "AER", True, unconverged, baselines),
+        "aer": plots.metric_bars(_all_configurations(report), AER, "AER", True, unconverged, baselines),
         "cost": plots.bleu_vs_cost(report.leaderboard),
         "attention": plots.attention_grid(attention_panels(report, index)),
         "optuna": plots.optuna_plots(report.source.study),
@@ -543,7 +260,7 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
         f"(↑ higher is better, ↓ lower). Sorted by the study objective: {_objective_text(report)}. BLEU/chrF are "
         f"sacreBLEU on detokenized test hypotheses; AER/precision/recall from forced-decoding attention against "
         f"gold alignments (argmax links; AER (threshold): every link above eval.align_threshold). "
-        f"{_diagonal_note(report)} Length drop = BLEU of the shortest minus the longest well-filled length bucket."
+        f"{diagonal_note(report)} Length drop = BLEU of the shortest minus the longest well-filled length bucket."
     )
     lb_parts = [f'<p class="note"><b>{esc(convergence_line(report))}</b></p>', f'<p class="note">{esc(lb_note)}</p>']
     if report.leaderboard.empty:
@@ -666,7 +383,7 @@ def render_markdown(report: Report, index: int, curves: list[str] = ()) -> str:
         f"**{md(convergence_line(report))}**",
         "",
         f"Mean ± sample std over the converged seeds; (best) marks the best mean per column; sorted by "
-        f"{md(_objective_text(report))}. {md(_diagonal_note(report))}",
+        f"{md(_objective_text(report))}. {md(diagonal_note(report))}",
         "",
         table_md(H, R) if len(report.leaderboard) else "_No configuration converged: nothing is ranked._",
         "",

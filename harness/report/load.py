@@ -10,15 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import flatten, read_yaml
 from harness.errors import HarnessError
-from harness.metrics.keys import VALIDATION
+from harness.metrics.keys import CONVERGED, STOP_REASON, VALIDATION
 from harness.paths import PROJECT_ROOT
+from harness.runs.layout import CONFIG_FILE, LOG_FILE, METRICS_FILE
 
 # stop_reason of a run whose metrics.json predates the stopping rule (no `converged` / `stop_reason` keys)
 LEGACY_STOP_REASON = "unknown (trained before the stopping rule)"
@@ -42,12 +42,12 @@ class RunRecord:
     def converged(self) -> bool:
         """True only when the stopping rule ended training (metrics.json `converged`); runs written before the
         key existed are not."""
-        return self.metrics.get("converged") is True
+        return self.metrics.get(CONVERGED) is True
 
     @property
     def stop_reason(self) -> str:
         """metrics.json `stop_reason` (early_stopping, max_steps, max_epochs, max_time, non_finite_metric)."""
-        reason = self.metrics.get("stop_reason")
+        reason = self.metrics.get(STOP_REASON)
         return str(reason) if reason else LEGACY_STOP_REASON
 
 
@@ -69,7 +69,7 @@ def default_storage(study: str) -> str:
 
 def is_run_dir(path: str | Path) -> bool:
     p = Path(path)
-    return p.is_dir() and (p / "metrics.json").is_file()
+    return p.is_dir() and (p / METRICS_FILE).is_file()
 
 
 def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
@@ -95,7 +95,7 @@ def _scalar(v: Any) -> Any:
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
-    doc = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    doc = read_yaml(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else {}
     doc.pop("_meta", None)
     return {k: _scalar(v) for k, v in flatten(doc).items()}
 
@@ -123,7 +123,7 @@ def from_run_dirs(paths: list[str | Path]) -> Source:
         raise HarnessError("report: no run directories given")
     runs = []
     for name, d in zip(_unique_names(dirs), dirs):
-        runs.append(RunRecord(name, d, read_run_config(d), read_metrics(d / "metrics.json")))
+        runs.append(RunRecord(name, d, read_run_config(d), read_metrics(d / METRICS_FILE)))
     return Source(runs)
 
 
@@ -174,10 +174,10 @@ def from_study(name: str, storage: str | None = None) -> Source:
             run_dir = None
         metrics = attrs.get("metrics")
         if not isinstance(metrics, dict):
-            if run_dir is None or not (run_dir / "metrics.json").is_file():
+            if run_dir is None or not (run_dir / METRICS_FILE).is_file():
                 src.notes.append(f"trial {t.number}: no metrics (neither a `metrics` attribute nor a run directory)")
                 continue
-            metrics = read_metrics(run_dir / "metrics.json")
+            metrics = read_metrics(run_dir / METRICS_FILE)
         config = attrs.get("config")
         if isinstance(config, dict):
             config = {k: _scalar(v) for k, v in flatten(config).items()}
@@ -211,17 +211,6 @@ def load_source(study_or_run_dirs, storage: str | None = None) -> Source:
     return from_run_dirs(items)
 
 
-def read_hypotheses(run_dir: Path, split: str = "test") -> list[str] | None:
-    path = run_dir / f"{split}.hyp"
-    if not path.is_file():
-        return None
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
 def read_validation_log(run_dir: Path, final_step: int | None = None) -> list[dict]:
     """The validation rows of the run's logs/metrics.csv (Lightning's CSVLogger): [{"step", "val_ppl", ...}].
 
@@ -231,7 +220,7 @@ def read_validation_log(run_dir: Path, final_step: int | None = None) -> list[di
     hence the cap at `final_step` (metrics.json `steps`). A step validated twice keeps its last row. Empty and
     non-finite cells are left out; [] when the file is absent.
     """
-    path = run_dir / "logs" / "metrics.csv"
+    path = run_dir / LOG_FILE
     if not path.is_file():
         return []
     by_step: dict[int, dict] = {}
@@ -252,15 +241,3 @@ def read_validation_log(run_dir: Path, final_step: int | None = None) -> list[di
                 step = min(step, int(final_step))
             by_step[step] = {"step": step, **values}
     return [by_step[s] for s in sorted(by_step)]
-
-
-def read_attention(run_dir: Path, split: str = "test", forced: bool = False):
-    """The run's attention file as a dict-like NpzFile (numpy only), or None when absent."""
-    import numpy as np
-
-    path = run_dir / "attention" / f"{split}{'.forced' if forced else ''}.npz"
-    if not path.is_file():
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return np.load(path, allow_pickle=False)

@@ -8,6 +8,8 @@ import warnings
 
 import matplotlib
 
+from harness.metrics.keys import PARAMS, TRAIN_SPEED, VAL_AER, VAL_BLEU, VAL_LOSS, VAL_PPL
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -144,10 +146,10 @@ def metric_bars(
 
 
 CURVE_TITLES = {
-    "val_ppl": "validation perplexity",
-    "val_bleu": "validation BLEU (greedy)",
-    "val_aer": "validation AER (gold dev sentences)",
-    "val_loss": "validation loss",
+    VAL_PPL: "validation perplexity",
+    VAL_BLEU: "validation BLEU (greedy)",
+    VAL_AER: "validation AER (gold dev sentences)",
+    VAL_LOSS: "validation loss",
 }
 
 
@@ -180,7 +182,7 @@ def draw_learning_curve(
             x, mean, linestyle="--" if bad else "-", marker="." if len(x) < 30 else None, label=plain(text)
         )
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
-    if metric == "val_ppl" and (d["mean"] > 0).all() and d["mean"].max() / max(d["mean"].min(), 1e-9) > 20:
+    if metric == VAL_PPL and (d["mean"] > 0).all() and d["mean"].max() / max(d["mean"].min(), 1e-9) > 20:
         ax.set_yscale("log")  # perplexity falls by orders of magnitude early on
     ax.set_xlabel("training step")
     ax.set_ylabel(CURVE_TITLES.get(metric, metric))
@@ -197,9 +199,7 @@ def bleu_vs_cost(lb: pd.DataFrame) -> bytes | None:
     if d.empty:
         return None
     panels = [
-        (k, t)
-        for k, t in (("params", "parameters"), ("train_tokens_per_sec", "train tokens/s"))
-        if d[f"{k}_mean"].notna().any()
+        (k, t) for k, t in ((PARAMS, "parameters"), (TRAIN_SPEED, "train tokens/s")) if d[f"{k}_mean"].notna().any()
     ]
     if not panels:
         return None

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.load import RunRecord, read_hypotheses
+from harness.report.load import RunRecord
 from harness.report.tables import _sort_value
+from harness.runs.layout import read_hypotheses
 
 SIGNIFICANCE_COLUMNS = [
     "vs",
@@ -112,7 +113,7 @@ class References:
     def _load(self, run_dir: Path) -> tuple[str, tuple[list[str], list[str], bool]]:
         from harness.config import to_dict
         from harness.data.corpora import load_corpus
-        from harness.run import load_run_config
+        from harness.runs.provenance import load_run_config
 
         cfg = load_run_config(run_dir)
         key = json.dumps(to_dict(cfg.data), sort_keys=True)

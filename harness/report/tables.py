@@ -17,34 +17,59 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from harness.metrics.keys import (
+    AER,
+    AER_DIAGONAL,
+    AER_DIAGONAL_PRECISION,
+    AER_DIAGONAL_RECALL,
+    AER_THRESHOLD,
+    ALIGNMENT_PRECISION,
+    ALIGNMENT_RECALL,
+    ATTENTION_ENTROPY,
+    BEST_STEP,
+    BLEU,
+    BY_LENGTH,
+    CHRF,
+    CONVERGED,
+    DECODE_SPEED,
+    GOLD_ALIGNMENTS,
+    LENGTH_DROP,
+    PARAMS,
+    STOP_REASON,
+    TRAIN_SPEED,
+    VAL_METRIC,
+    VAL_METRIC_BEST,
+    VAL_METRIC_SLOPE,
+    VALIDATIONS,
+)
 from harness.report.load import RunRecord, read_validation_log
 
 # (metrics.json key, column label, which way is better: "max" | "min" | None = not ranked)
 METRICS: list[tuple[str, str, str | None]] = [
-    ("bleu", "BLEU", "max"),
-    ("chrf", "chrF", "max"),
-    ("aer", "AER", "min"),
-    ("aer_threshold", "AER (threshold)", "min"),
-    ("alignment_precision", "precision", "max"),
-    ("alignment_recall", "recall", "max"),
-    ("length_drop", "length drop", "min"),
-    ("attention_entropy", "attention entropy", None),
-    ("params", "params", None),
-    ("train_tokens_per_sec", "train tok/s", "max"),
-    ("decode_sentences_per_sec", "decode sent/s", "max"),
+    (BLEU, "BLEU", "max"),
+    (CHRF, "chrF", "max"),
+    (AER, "AER", "min"),
+    (AER_THRESHOLD, "AER (threshold)", "min"),
+    (ALIGNMENT_PRECISION, "precision", "max"),
+    (ALIGNMENT_RECALL, "recall", "max"),
+    (LENGTH_DROP, "length drop", "min"),
+    (ATTENTION_ENTROPY, "attention entropy", None),
+    (PARAMS, "params", None),
+    (TRAIN_SPEED, "train tok/s", "max"),
+    (DECODE_SPEED, "decode sent/s", "max"),
 ]
 LABELS = {k: label for k, label, _ in METRICS}
 BETTER = {k: better for k, _, better in METRICS}
 # summarised per configuration (<key>_mean/_std/_n) but not leaderboard columns: the positional AER baseline
 # (a row of its own, diagonal_table) and how training ended
 EXTRA_STATS = [
-    "aer_diagonal",
-    "aer_diagonal_precision",
-    "aer_diagonal_recall",
-    "val_metric_slope",
-    "val_metric_best",
-    "best_step",
-    "validations",
+    AER_DIAGONAL,
+    AER_DIAGONAL_PRECISION,
+    AER_DIAGONAL_RECALL,
+    VAL_METRIC_SLOPE,
+    VAL_METRIC_BEST,
+    BEST_STEP,
+    VALIDATIONS,
     "steps",
 ]
 STATS = [k for k, _, _ in METRICS] + EXTRA_STATS
@@ -95,7 +120,7 @@ def gold_of(metrics: dict, config: dict, data_keys: list[str]) -> str:
     """The gold alignment set a run's AER is scored on: metrics.json `gold_alignments` (else data.gold_alignment
     or data.name), plus the values of the data.* keys that vary between the report's runs (`synthetic
     (test_size=40)`): one name can stand for several sets (every synthetic task is `synthetic`)."""
-    gold = metrics.get("gold_alignments") or config.get("data.gold_alignment") or config.get("data.name") or "?"
+    gold = metrics.get(GOLD_ALIGNMENTS) or config.get("data.gold_alignment") or config.get("data.name") or "?"
     data = ", ".join(f"{k.rsplit('.', 1)[-1]}={config.get(k, '-')}" for k in data_keys)
     return f"{gold} ({data})" if data else str(gold)
 
@@ -109,8 +134,8 @@ def runs_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
         row: dict[str, Any] = {"run": r.name, "configuration": config_label(r.config, keys), "seed": r.seed}
         row.update({k: v for k, v in _scalar_metrics(r.metrics).items() if k != "seed"})
         row.update({k: v for k, v in r.config.items() if k != "seed"})
-        row["converged"] = r.converged
-        row["stop_reason"] = r.stop_reason
+        row[CONVERGED] = r.converged
+        row[STOP_REASON] = r.stop_reason
         row["gold"] = gold_of(r.metrics, r.config, data_keys)
         row["run_dir"] = str(r.run_dir) if r.run_dir is not None else None
         if r.trial is not None:
@@ -121,9 +146,9 @@ def runs_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
         if key not in df:
             df[key] = np.nan
         df[key] = pd.to_numeric(df[key], errors="coerce")
-    df["converged"] = df["converged"].astype(bool)
+    df[CONVERGED] = df[CONVERGED].astype(bool)
     df["below_diagonal"] = [
-        bool(a < d) if not (math.isnan(a) or math.isnan(d)) else None for a, d in zip(df["aer"], df["aer_diagonal"])
+        bool(a < d) if not (math.isnan(a) or math.isnan(d)) else None for a, d in zip(df[AER], df[AER_DIAGONAL])
     ]
     return df
 
@@ -141,14 +166,14 @@ def _seed_list(g: pd.DataFrame) -> str:
 
 def _unconverged_text(g: pd.DataFrame) -> str:
     """`seed 3 max_epochs, seed 4 max_time` for the runs of g that did not converge."""
-    bad = g[~g["converged"]]
-    return ", ".join(f"seed {s} {why}" for s, why in zip(bad["seed"], bad["stop_reason"]))
+    bad = g[~g[CONVERGED]]
+    return ", ".join(f"seed {s} {why}" for s, why in zip(bad["seed"], bad[STOP_REASON]))
 
 
 def convergence_text(g: pd.DataFrame) -> str:
     """What a configuration's row says about convergence: `2/2 converged`, `2/3 converged; unconverged: seed 3
     max_epochs; ranked on seeds 1, 2` or `0/2 converged; unconverged: seed 1 max_steps, seed 2 max_steps`."""
-    n, ok = len(g), int(g["converged"].sum())
+    n, ok = len(g), int(g[CONVERGED].sum())
     text = f"{ok}/{n} converged"
     if ok < n:
         text += f"; unconverged: {_unconverged_text(g)}"
@@ -166,15 +191,15 @@ def _config_row(label: str, g_all: pd.DataFrame, g: pd.DataFrame, keys: list[str
         row[k] = first.get(k)
     row["n"] = len(g)
     row["seeds"] = _seed_list(g)
-    n_conv = int(g_all["converged"].sum())
+    n_conv = int(g_all[CONVERGED].sum())
     row["n_runs"] = len(g_all)
     row["n_converged"] = n_conv
-    row["converged"] = n_conv == len(g_all)
+    row[CONVERGED] = n_conv == len(g_all)
     row["convergence"] = convergence_text(g_all)
     row["stop_reasons"] = _unconverged_text(g_all)
-    metric = sorted({str(m) for m in g_all.get("val_metric", pd.Series(dtype=object)).dropna()})
-    row["val_metric"] = ", ".join(metric) if metric else None
-    golds = sorted(set(g.loc[g["aer"].notna() | g["aer_diagonal"].notna(), "gold"]))
+    metric = sorted({str(m) for m in g_all.get(VAL_METRIC, pd.Series(dtype=object)).dropna()})
+    row[VAL_METRIC] = ", ".join(metric) if metric else None
+    golds = sorted(set(g.loc[g[AER].notna() | g[AER_DIAGONAL].notna(), "gold"]))
     row["gold"] = golds[0] if len(golds) == 1 else (", ".join(golds) if golds else None)
     for key in STATS:
         vals = g[key].dropna().astype(float)
@@ -210,7 +235,7 @@ def counted_runs(runs_df: pd.DataFrame) -> dict[str, list[str]]:
     """configuration -> the runs its numbers are over: its converged seeds, or all of them when none converged."""
     out = {}
     for label, g in _configurations(runs_df):
-        ok = g[g["converged"]]
+        ok = g[g[CONVERGED]]
         out[label] = (ok if len(ok) else g)["run"].tolist()
     return out
 
@@ -223,9 +248,7 @@ def leaderboard(runs_df: pd.DataFrame, keys: list[str], objective: list[dict]) -
     Sorted by the study's objective (first objective first; NaN last); `rank` is the 1-based position.
     Configurations without a converged seed are not here: see `unconverged_table`.
     """
-    rows = [
-        _config_row(label, g, g[g["converged"]], keys) for label, g in _configurations(runs_df) if g["converged"].any()
-    ]
+    rows = [_config_row(label, g, g[g[CONVERGED]], keys) for label, g in _configurations(runs_df) if g[CONVERGED].any()]
     lb = _sorted(pd.DataFrame(rows, columns=_columns(keys)), objective)
     lb.insert(0, "rank", range(1, len(lb) + 1))
     return lb
@@ -235,14 +258,14 @@ def unconverged_table(runs_df: pd.DataFrame, keys: list[str], objective: list[di
     """One row per configuration none of whose runs converged (not ranked): the leaderboard's columns over all its
     runs, with `stop_reasons` (seed and reason per run) and the monitored metric's slope over the last
     validations (`val_metric_slope_mean`, per 1,000 steps; metrics.json `val_metric_slope`)."""
-    rows = [_config_row(label, g, g, keys) for label, g in _configurations(runs_df) if not g["converged"].any()]
+    rows = [_config_row(label, g, g, keys) for label, g in _configurations(runs_df) if not g[CONVERGED].any()]
     return _sorted(pd.DataFrame(rows, columns=_columns(keys)), objective)
 
 
 def _columns(keys: list[str]) -> list[str]:
     stats = [f"{k}_{s}" for k in STATS for s in ("mean", "std", "n")]
-    head = ["configuration", *keys, "n", "seeds", "n_runs", "n_converged", "converged", "convergence"]
-    return [*head, "stop_reasons", "val_metric", "gold", *stats, "runs"]
+    head = ["configuration", *keys, "n", "seeds", "n_runs", "n_converged", CONVERGED, "convergence"]
+    return [*head, "stop_reasons", VAL_METRIC, "gold", *stats, "runs"]
 
 
 def best_configurations(lb: pd.DataFrame) -> dict[str, set[str]]:
@@ -278,9 +301,9 @@ def diagonal_table(runs_df: pd.DataFrame, table: str) -> pd.DataFrame:
     every configuration, so each configuration has one): mean and sample std of their aer_diagonal (the baseline
     needs no model, so the runs of one gold set agree up to rounding), precision and recall means."""
     rows = []
-    d = runs_df[runs_df["aer_diagonal"].notna()]
+    d = runs_df[runs_df[AER_DIAGONAL].notna()]
     for gold, g in d.groupby("gold", sort=True):
-        vals = g["aer_diagonal"].astype(float)
+        vals = g[AER_DIAGONAL].astype(float)
         rows.append(
             {
                 "table": table,
@@ -288,8 +311,8 @@ def diagonal_table(runs_df: pd.DataFrame, table: str) -> pd.DataFrame:
                 "aer_mean": float(vals.mean()),
                 "aer_std": float(vals.std(ddof=1)) if len(vals) > 1 else np.nan,
                 "aer_n": len(vals),
-                "alignment_precision_mean": float(g["aer_diagonal_precision"].mean()),
-                "alignment_recall_mean": float(g["aer_diagonal_recall"].mean()),
+                "alignment_precision_mean": float(g[AER_DIAGONAL_PRECISION].mean()),
+                "alignment_recall_mean": float(g[AER_DIAGONAL_RECALL].mean()),
                 "runs": ", ".join(g["run"].tolist()),
             }
         )
@@ -309,7 +332,7 @@ def add_below_diagonal(table: pd.DataFrame, diagonal: pd.DataFrame) -> pd.DataFr
     return table
 
 
-CURVE_COLUMNS = ["configuration", "run", "seed", "converged", "step", "metric", "value"]
+CURVE_COLUMNS = ["configuration", "run", "seed", CONVERGED, "step", "metric", "value"]
 
 
 def learning_curves_table(runs: list[RunRecord], labels: list[str]) -> pd.DataFrame:
@@ -351,7 +374,7 @@ def by_length_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
     """BLEU/chrF per source-length bucket per run (metrics.json `by_length`)."""
     rows = []
     for r in runs:
-        for b in r.metrics.get("by_length") or []:
+        for b in r.metrics.get(BY_LENGTH) or []:
             rows.append(
                 {
                     "run": r.name,
@@ -423,4 +446,4 @@ def fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{m} ± {s}" if s is not None else m
 
 
-DIGITS = {"aer": 3, "aer_threshold": 3, "alignment_precision": 3, "alignment_recall": 3, "attention_entropy": 3}
+DIGITS = {AER: 3, AER_THRESHOLD: 3, ALIGNMENT_PRECISION: 3, ALIGNMENT_RECALL: 3, ATTENTION_ENTROPY: 3}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.aligners import symmetrize
-from harness.config import load_config
+from harness.data.aligners import symmetrize
 from harness.data.alignments import Alignment, read_alignments, write_pharaoh
 from harness.data.synthetic import generate
+from harness.experiment import load_config
 from harness.metrics.alignment import alignment_scores
 
 from ..conftest import TINY, run_cli

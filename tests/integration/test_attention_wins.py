@@ -5,10 +5,10 @@ Fixed seed; each model trains a few hundred steps (well under a minute on an idl
 import numpy as np
 import pytest
 
-from harness.config import load_config
 from harness.data.corpora import load_corpus
+from harness.experiment import load_config
 from harness.metrics.bleu import corpus_scores
-from harness.run import train
+from harness.runs.run import train
 
 SMALL = [
     "data.synthetic.train_size=1500",

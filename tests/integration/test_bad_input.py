@@ -494,7 +494,7 @@ def test_utf8_bom_and_crlf_are_accepted_and_normalised(tmp_path, capsys):
 
 def test_translate_input_longer_than_max_len_is_chunked_with_a_warning(runs, capsys, monkeypatch):
     """data.max_len=6 in the trained run: a 20-token line is translated in chunks of 6 tokens (the rule in
-    harness/translate.py), with one warning naming the line; short lines are translated as usual."""
+    harness/runs/translate.py), with one warning naming the line; short lines are translated as usual."""
     long_line = " ".join(f"s{1 + i % 9}" for i in range(20))
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"s1 s2 s3\n{long_line}\ns4\n"))
     capsys.readouterr()

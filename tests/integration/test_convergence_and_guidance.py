@@ -9,10 +9,11 @@ import json
 import pytest
 import torch
 
-from harness.config import load_config
 from harness.data.datamodule import TranslationDataModule, prepare
-from harness.lightning_module import TranslationModule
-from harness.run import load_checkpoint, train
+from harness.experiment import load_config
+from harness.runs.run import train
+from harness.train.checkpoints import load_checkpoint
+from harness.train.module import TranslationModule
 
 from ..conftest import ROOT, TINY
 

@@ -9,7 +9,7 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
   uninterrupted run drew next. Without it Lightning restarts a mid-epoch checkpoint's epoch from its first
   batch ("dataloader is not resumable" warning) - and Lightning never called BucketBatchSampler.set_epoch
   either (it looks for `set_epoch` on `batch_sampler.sampler`), so every epoch repeated epoch 0's order;
-- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/run.py);
+- the random-number state (dropout, teacher forcing): saved by the ResumeState callback (harness/train/callbacks.py);
 - Ctrl-C: the first one stops training after the current optimizer step (ResumeState), where Lightning's
   loop counters resume consistently; stopping inside a step (Lightning's default) left the counters one batch
   apart, so validation ran one batch early after the resume. A second Ctrl-C interrupts at once (that
@@ -17,7 +17,7 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
 So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal those of an uninterrupted run
 (the data-order and RNG fixes were each checked by reverting them: the SIGKILL test then fails).
 logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file as it
-starts; harness/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
+starts; harness/runs/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
 the train_loss row of the step that was interrupted is missing (Lightning had not logged it yet).
 What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb). The W&B
 run after a resume continues the same run id (tests/integration/test_wandb.py).
@@ -29,7 +29,6 @@ import csv
 import errno
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -72,15 +71,24 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+def _start_paused(out: Path, pause: Path, stderr: Path, *extra: str) -> subprocess.Popen:
+    """`harness train` in a subprocess that stops at optimizer step PAUSE_AT until pause/go exists
+    (tests/integration/paused_train.py); its stderr goes to the file `stderr`."""
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    argv = [sys.executable, "-m", "tests.integration.paused_train", str(PAUSE_AT), str(pause), *_cmd(out, *extra)]
+    with open(stderr, "w") as err:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300, text: str | None = None) -> None:
+    """Until `path` exists (and holds `text`, when given); fails when the process ends first or at the deadline."""
     t0 = time.monotonic()
-    while not path.is_file():
+    while not path.is_file() or (text is not None and text not in path.read_text(errors="replace")):
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"training ended (rc {proc.returncode}) before {path} appeared: {err[-2000:]}")
+            pytest.fail(f"training ended (rc {proc.returncode}) before {path} had {text or 'appeared'}")
         if time.monotonic() - t0 > timeout:
             proc.kill()
-            pytest.fail(f"{path} did not appear within {timeout} s")
+            pytest.fail(f"{path} did not have {text or 'appeared'} within {timeout} s")
         time.sleep(0.05)
 
 
@@ -108,27 +116,33 @@ def reference(tmp_path_factory) -> Path:
     return ref
 
 
+PAUSE_AT = 23  # optimizer steps: after the validation of step 20 (last.ckpt), before that of step 30, mid-epoch
+
+
 def _interrupt_then_resume(tmp_path: Path, capsys, sig: int) -> tuple[Path, int, str, float, int]:
-    """Start training in a subprocess, send `sig` at a random moment after the first checkpoint, then
-    resume in-process. Returns (run dir, step of last.ckpt, stderr, mtime - signal time, exit status)."""
+    """Start training in a subprocess, send `sig` while it is paused after optimizer step PAUSE_AT, then resume
+    in-process. Returns (run dir, step of last.ckpt, stderr, mtime - signal time, exit status)."""
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
     last = partial / "checkpoints" / "last.ckpt"
-    proc = _start(out, *STEPS)
+    pause, stderr = tmp_path / "pause", tmp_path / "stderr.txt"
+    pause.mkdir()
+    proc = _start_paused(out, pause, stderr, *STEPS)
     try:
-        _wait_for(last, proc)
-        time.sleep(random.uniform(0, 0.5))  # a random step after the first checkpoint
+        _wait_for(pause / "paused", proc)  # training has finished step PAUSE_AT and waits
         signalled = time.time()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        if sig == signal.SIGINT:  # the run's handler has seen the Ctrl-C: let it go on to the next step boundary
+            _wait_for(stderr, proc, text="stopping after this training step")
+            (pause / "go").touch()
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proc.returncode == 0 or (last.is_file() and _step(last) == 60):
-        pytest.skip("training finished before the signal landed (machine too fast for this test)")
+            proc.wait()
+    err = stderr.read_text(errors="replace")
     assert partial.is_dir() and (partial / "INCOMPLETE").is_file() and not out.exists(), err[-2000:]
     step = _step(last)
-    assert 0 < step < 60
     mtime = last.stat().st_mtime
     capsys.readouterr()
     assert main([*_cmd(out, *STEPS), "--resume"]) == 0, capsys.readouterr().err
@@ -154,6 +168,7 @@ def _assert_same_as(reference: Path, run: Path, step: int) -> None:
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, reference):
     run, step, _, _, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGKILL)
     assert status == -signal.SIGKILL
+    assert step == 20  # killed at step 23: the resume starts from the last checkpoint, the validation of step 20
     _assert_same_as(reference, run, step)
 
 
@@ -161,6 +176,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, refer
 def test_ctrl_c_saves_last_ckpt_marks_incomplete_and_resume_equals_an_uninterrupted_run(tmp_path, capsys, reference):
     run, step, err, saved_after_signal, status = _interrupt_then_resume(tmp_path, capsys, signal.SIGINT)
     assert status == 130, err[-2000:]
+    assert step == PAUSE_AT + 1  # the first Ctrl-C stops after the step under way, where the resume is exact
     assert "interrupted" in err and "rerun with --resume" in err
     assert saved_after_signal >= 0  # SignalCheckpoint saved last.ckpt at the step reached
     _assert_same_as(reference, run, step)
@@ -192,9 +208,9 @@ def test_second_trainer_into_the_same_output_is_refused(tmp_path, capsys):
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
     import dataclasses
 
-    from harness.lightning_module import TranslationModule
+    from harness.train.module import TranslationModule
 
-    real_losses = TranslationModule.losses
+    real_losses = TranslationModule.losses  # what training_step minimises
 
     def losses(self, batch, teacher_forcing=1.0):
         out = real_losses(self, batch, teacher_forcing)
@@ -274,7 +290,7 @@ def test_disk_full_at_the_end_of_training_is_one_line_and_keeps_the_partial_run(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path, text)
 
-    monkeypatch.setattr("harness.run.write_json", lambda p, obj: full(p, json.dumps(obj)))
+    monkeypatch.setattr("harness.runs.run.write_json", lambda p, obj: full(p, json.dumps(obj)))
     out = tmp_path / "run"
     assert main(_cmd(out, "train.max_steps=10", "train.val_every=10")) == 2
     err = capsys.readouterr().err
@@ -334,9 +350,10 @@ def test_disk_full_in_the_file_write_of_a_checkpoint_keeps_the_previous_one(tmp_
             state["armed"] = trainer.global_step >= 20
 
     monkeypatch.setattr(LocalFileOpener, "write", write)
-    from harness.config import load_config
     from harness.errors import HarnessError
-    from harness.run import load_checkpoint, train
+    from harness.experiment import load_config
+    from harness.runs.run import train
+    from harness.train.checkpoints import load_checkpoint
 
     cfg = load_config(PRESET, [*RESUMABLE, "train.max_steps=30", "train.val_every=10"])
     with pytest.raises(HarnessError, match="No space left on device"):

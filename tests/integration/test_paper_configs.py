@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from harness.config import load_config
+from harness.experiment import load_config
 from harness.paths import PROJECT_ROOT, data_root
 
 PAPER = sorted((PROJECT_ROOT / "experiments" / "paper").glob("*.yaml"))
@@ -129,7 +129,7 @@ def _local(path):
 @pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_config_builds_at_full_size_and_trains_one_step(path, tmp_path, monkeypatch):
     from harness.data.datamodule import eval_batches, prepare
-    from harness.lightning_module import TranslationModule
+    from harness.train.module import TranslationModule
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)

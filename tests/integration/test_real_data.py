@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from harness.config import load_config
 from harness.data.datamodule import prepare
-from harness.run import train
+from harness.experiment import load_config
+from harness.runs.run import train
 
 from ..conftest import needs_data
 

@@ -8,15 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from harness.aligners import grow_diag_final_and, ibm2_align, symmetrize
-from harness.config import load_config
+from harness.data.aligners import grow_diag_final_and, ibm2_align, symmetrize
 from harness.data.alignments import Alignment
 from harness.data.tokenize import UNK
+from harness.decode.evaluate import replace_unknowns
 from harness.errors import HarnessError
-from harness.evaluate import replace_unknowns
+from harness.experiment import load_config
 from harness.metrics.alignment import alignment_scores
 from harness.paths import data_root
-from harness.reproduce import SCALES, TARGETS, expected_time, reproduce, spec_path
+from harness.study.reproduce import reproduce
+from harness.study.summary import expected_time
+from harness.study.targets import SCALES, TARGETS, spec_path
 
 from ..conftest import run_cli
 
@@ -71,7 +73,7 @@ def test_ibm2_fallback_learns_a_toy_lexicon():
 
 # ------------------------------------------------------------------------------------------ targets and specs
 def test_every_target_has_tiny_and_small_specs_with_expected_time():
-    from harness.sweep import load_spec
+    from harness.study.spec import load_spec
 
     for name, target in TARGETS.items():
         for scale in ("tiny", "small"):

@@ -1,4 +1,4 @@
-"""results/ and RESULTS.md (harness/results.py): the light artifacts of a (tiny) reproduction are collected, and
+"""results/ and RESULTS.md (harness/study/results.py): the light artifacts of a (tiny) reproduction are collected, and
 RESULTS.md is rebuilt from them alone, judging each claim on converged runs only."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from harness.paths import data_root
-from harness.reproduce import reproduce
-from harness.results import build, collect, finished_trials, verdicts
+from harness.study.reproduce import reproduce
+from harness.study.results import build, collect, finished_trials, verdicts
 
 pytestmark = pytest.mark.skipif(
     not (data_root() / "multi30k").is_dir(), reason=f"shared data not found: {data_root()}/multi30k"

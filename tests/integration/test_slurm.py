@@ -17,9 +17,8 @@ import pytest
 
 from harness.paths import PROJECT_ROOT
 
-from .test_sweep import _pg_module, check_grid_study, load, run, sweep_cmd, write_spec
-
-postgres_url = _pg_module.postgres_url  # the fixture, found here by name (as in test_sweep)
+from ..postgres_server import PASSWORD
+from .test_sweep import check_grid_study, load, run, sweep_cmd, write_spec
 
 # CPU jobs on the test node; the other --slurm-* options as a real cluster would take them
 CPU_JOBS = ("--slurm", "--slurm-gpus-per-node", "0", "--slurm-cpus-per-task", "1", "--slurm-time", "10")
@@ -58,7 +57,7 @@ def _until(what: str, condition, timeout: float = 60):
 def test_two_worker_jobs_finish_the_grid(tmp_path, slurm_cluster, postgres_url):
     import optuna
 
-    from harness.sweep import open_storage
+    from harness.study.storage import open_storage
 
     spec = write_spec(tmp_path)  # 2 scores x 2 seeds, 10 steps each
     opts = (
@@ -81,7 +80,7 @@ def test_two_worker_jobs_finish_the_grid(tmp_path, slurm_cluster, postgres_url):
 
     r = run(sweep_cmd(spec, tmp_path, "grid", *opts), timeout=150)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    assert _pg_module.PASSWORD not in r.stdout + r.stderr
+    assert PASSWORD not in r.stdout + r.stderr
     assert "study grid: 4 complete, 0 pruned, 0 failed" in r.stdout
     folder = tmp_path / "reports" / "grid" / "slurm"
     jobs = re.search(r"submitted 2 workers: (\d+), (\d+) \(logs in (.+)\)", r.stdout)
@@ -113,7 +112,7 @@ def test_preempted_and_killed_jobs_resume_to_the_exact_count(tmp_path, slurm_clu
     leave the queue without a result. The same command run again retries both trials and finishes the study."""
     from optuna.trial import TrialState
 
-    from harness.sweep import open_storage
+    from harness.study.storage import open_storage
 
     if slurm_cluster.cpus < 2:
         pytest.skip(f"two jobs at once need 2 CPUs; the node {slurm_cluster.node} has {slurm_cluster.cpus}")
@@ -203,4 +202,4 @@ def test_a_job_that_cannot_reach_the_storage_says_so_in_its_log(tmp_path, slurm_
     errors = [x for x in log.read_text().splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and "storage postgresql://postgres:***@127.0.0.1/harness_test" in errors[0], errors
     assert f"port {closed} failed" in errors[0] and "Traceback" not in log.read_text()
-    assert _pg_module.PASSWORD not in r.stdout + r.stderr + log.read_text()
+    assert PASSWORD not in r.stdout + r.stderr + log.read_text()

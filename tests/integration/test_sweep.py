@@ -5,7 +5,6 @@ retried on the rerun; Ctrl-C leaves a resumable study; TPE repeats seeds and pru
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -20,10 +19,7 @@ import yaml
 
 from harness.paths import PROJECT_ROOT
 
-_pg = importlib.util.spec_from_file_location("conftest_postgres", Path(__file__).parents[1] / "conftest_postgres.py")
-_pg_module = importlib.util.module_from_spec(_pg)
-_pg.loader.exec_module(_pg_module)
-postgres_url = _pg_module.postgres_url
+from ..postgres_server import PASSWORD
 
 BASE = str(PROJECT_ROOT / "experiments" / "bahdanau2015_synthetic.yaml")
 TINY = {
@@ -85,7 +81,7 @@ def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 def load(study: str, url: str):
     import optuna
 
-    from harness.sweep import open_storage
+    from harness.study.storage import open_storage
 
     return optuna.load_study(study_name=study, storage=open_storage(url))
 
@@ -136,7 +132,7 @@ def test_four_workers_postgres(tmp_path, postgres_url):
     spec = write_spec(tmp_path)
     r = run(sweep_cmd(spec, tmp_path, "pg", "--workers", "4", "--storage", postgres_url, "--quiet"))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert _pg_module.PASSWORD not in r.stdout + r.stderr
+    assert PASSWORD not in r.stdout + r.stderr
     check_grid_study(load("pg", postgres_url), 4)
 
 
@@ -155,6 +151,37 @@ def _wait_running(url: str, study: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError("no trial started")
+
+
+def _wait_until_stale(url: str, study: str, heartbeat: float = 1.0, timeout: float = 60) -> None:
+    """Until no trial of the study is RUNNING with a live heartbeat: each RUNNING trial's last heartbeat is older
+    than the grace period (3 x `heartbeat`), so the rerun's fail_stale_trials re-queues it."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from harness.study.storage import open_storage
+
+    storage = open_storage(url, heartbeat)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        study_ = optuna.load_study(study_name=study, storage=storage)
+        running = {t._trial_id for t in study_.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        if running <= set(storage._get_stale_trial_ids(study_._study_id)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"a trial of study {study} still has a live heartbeat after {timeout} s")
+
+
+def _wait_training(trials: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until some trial is inside its training loop: Lightning's CSV logger has flushed logs/metrics.csv, which it
+    does after the first 100 optimizer steps."""
+    deadline = time.time() + timeout
+    while not list(trials.glob("*.partial/logs/metrics.csv")):
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (status {proc.returncode}) before any trial trained 100 steps")
+        if time.time() > deadline:
+            raise AssertionError(f"no trial trained 100 steps within {timeout} s")
+        time.sleep(0.05)
 
 
 def _start_in_own_group(cmd: list[str]) -> subprocess.Popen:
@@ -201,7 +228,7 @@ def test_killed_sweep_resumes_to_exact_count(tmp_path, how):
         assert "resume" in err.decode()
     study = load("k", url)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) < 2
-    time.sleep(3.5)  # the heartbeat grace period (3 x 1 s)
+    _wait_until_stale(url, "k")  # SIGKILL: the killed worker's trial goes stale after the heartbeat grace period
     # the rerun may change what is not in the study's fingerprint: shorter trials keep the test fast
     fast = ("train.max_steps=10", "train.val_every=5")
     r = run(sweep_cmd(spec, tmp_path, "k", "--storage", url, "--heartbeat", "1", "--quiet", overrides=fast))
@@ -226,7 +253,7 @@ def test_sigint_to_the_parent_alone_stops_every_worker(tmp_path):
     proc = _start_in_own_group(cmd)
     try:
         _wait_running(url, "pi")
-        time.sleep(1.0)  # into the training loop
+        _wait_training(tmp_path / "reports" / "pi" / "trials", proc)
         status = Path(f"/proc/{proc.pid}/status")
         sig = [x for x in status.read_text().splitlines() if x.startswith("Sig")] if status.exists() else []
         os.kill(proc.pid, signal.SIGINT)  # the parent only

@@ -131,8 +131,8 @@ def test_multi30k_few_hundred_sentences(tmp_path):
 def test_sentencepiece_run_merges_subword_attention_to_words(tmp_path):
     """data.tokenizer=sentencepiece: pieces trained on the training side (cached by content hash), BLEU on
     detokenized text, and AER computed after merging piece attention back to the gold's words."""
-    from harness.config import load_config
-    from harness.run import train
+    from harness.experiment import load_config
+    from harness.runs.run import train
 
     cfg = load_config(
         "experiments/seq2seq_attn_synthetic.yaml",

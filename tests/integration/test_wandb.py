@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_config
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.paths import PROJECT_ROOT
-from harness.run import train
-from harness.tracking import api_key_configured, run_name, wandb_mode
-from harness.wandb_reader import BLOCK_SIZE, find_run_files, iter_log_records, read_run
+from harness.runs.run import train
+from harness.runs.tracking import api_key_configured, run_name, wandb_mode
+from harness.runs.wandb_reader import BLOCK_SIZE, find_run_files, iter_log_records, read_run
 
 PRESET = PROJECT_ROOT / "experiments" / "bahdanau2015_synthetic.yaml"
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 hex characters, the shape of a real key
@@ -85,7 +85,7 @@ def offline_run(tmp_path_factory):
                 "tracking.wandb.job_type": "trial",
             },
         )
-        trial = {"trial": 3, "study": "study-x", "model.score": "additive", "seed": 1}  # harness.sweep's form
+        trial = {"trial": 3, "study": "study-x", "model.score": "additive", "seed": 1}  # harness.study.sweep's form
         result = train(cfg, tmp / "run", progress=False, trial_info=trial)
     return result.run_dir, json.loads((result.run_dir / "metrics.json").read_text()), read_run(result.run_dir)
 
@@ -185,7 +185,7 @@ def test_disabled_writes_no_wandb_dir(no_wandb_env, tmp_path):
 def test_online_without_key_falls_back_to_offline(no_wandb_env, caplog):
     cfg = load_config(PRESET, {"tracking.wandb.mode": "online"})
     assert not api_key_configured()
-    with caplog.at_level(logging.WARNING, logger="harness.tracking"):
+    with caplog.at_level(logging.WARNING, logger="harness.runs.tracking"):
         assert wandb_mode(cfg) == "offline"
     assert "no API key" in caplog.text
     no_wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
@@ -209,7 +209,7 @@ def test_env_mode_and_name(no_wandb_env):
 
 
 def test_project_and_entity_from_env(no_wandb_env):
-    from harness.tracking import _project_entity
+    from harness.runs.tracking import _project_entity
 
     default = load_config(PRESET).tracking.wandb
     assert _project_entity(default) == ("attention-harness", None)
@@ -229,10 +229,10 @@ def test_init_failure_does_not_stop_training(no_wandb_env, tmp_path, caplog):
 
     no_wandb_env.setattr(wandb, "init", broken_init)
     cfg = load_config(PRESET, {**SMALLER, "tracking.wandb.mode": "offline"})
-    with caplog.at_level(logging.WARNING, logger="harness.tracking"):
+    with caplog.at_level(logging.WARNING, logger="harness.runs.tracking"):
         result = train(cfg, tmp_path / "run", progress=False)
     assert (result.run_dir / "metrics.json").is_file()
-    warnings = [r for r in caplog.records if r.name == "harness.tracking"]
+    warnings = [r for r in caplog.records if r.name == "harness.runs.tracking"]
     assert len(warnings) == 1 and "service unreachable" in warnings[0].getMessage()
 
 
@@ -249,7 +249,7 @@ def test_online_start_failure_falls_back_to_offline(no_wandb_env, tmp_path, capl
     no_wandb_env.setattr(wandb, "init", init_without_server)
     no_wandb_env.setenv("WANDB_API_KEY", FAKE_KEY)
     cfg = load_config(PRESET, {**SMALLER, "tracking.wandb.mode": "online"})
-    with caplog.at_level(logging.WARNING, logger="harness.tracking"):
+    with caplog.at_level(logging.WARNING, logger="harness.runs.tracking"):
         result = train(cfg, tmp_path / "run", progress=False)
     assert "connection refused" in caplog.text
     run = read_run(result.run_dir)
@@ -267,11 +267,11 @@ def test_log_failure_mid_training_warns_once(no_wandb_env, tmp_path, caplog):
     cfg = load_config(
         PRESET, {**SMALLER, "train.max_steps": 20, "train.log_every": 5, "tracking.wandb.mode": "offline"}
     )
-    with caplog.at_level(logging.WARNING, logger="harness.tracking"):
+    with caplog.at_level(logging.WARNING, logger="harness.runs.tracking"):
         result = train(cfg, tmp_path / "run", progress=False)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 20
-    warnings = [r.getMessage() for r in caplog.records if r.name == "harness.tracking"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "harness.runs.tracking"]
     assert len(warnings) == 1 and "No space left" in warnings[0]
     assert read_run(result.run_dir).exit_code == 0  # the run is still closed
 

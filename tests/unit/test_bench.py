@@ -9,22 +9,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.bench import (
-    Matmul,
-    bench_device,
-    compute_limit,
-    flops_per_target_token,
-    model_matmuls,
-    render_bench_table,
-    rnn_terms,
-    score_terms,
-    time_matmul,
-    write_bench,
-)
-from harness.config import ModelConfig
-from harness.data.datamodule import Batch
-from harness.models.seq2seq import build_model
-from harness.peers import (
+from harness.bench.flops import Matmul, flops_per_target_token, model_matmuls, rnn_terms, score_terms
+from harness.bench.limit import compute_limit, time_matmul
+from harness.bench.peers.configs import joeynmt_config, opennmt_config
+from harness.bench.peers.table import render_peers_table
+from harness.bench.peers.toolkits import (
     JOEY_PARAMS,
     JOEY_STEP,
     JOEY_TIME,
@@ -33,10 +22,12 @@ from harness.peers import (
     ONMT_TIME,
     after_warmup,
     last_float,
-    render_peers_table,
     window_rates,
 )
-from harness.peers.configs import joeynmt_config, opennmt_config
+from harness.bench.throughput import bench_device, render_bench_table, write_bench
+from harness.config import ModelConfig
+from harness.data.batch import Batch
+from harness.models.seq2seq import build_model
 
 
 # ------------------------------------------------------------------------------------------ FLOP model
@@ -186,8 +177,8 @@ def test_render_bench_table_gpu_row():
 
 
 def test_bench_device_follows_the_train_keys():
-    from harness.config import load_config
     from harness.errors import HarnessError
+    from harness.experiment import load_config
     from harness.paths import PROJECT_ROOT
 
     path = PROJECT_ROOT / "experiments" / "bahdanau2015_multi30k.yaml"

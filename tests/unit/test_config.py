@@ -2,8 +2,9 @@
 
 import pytest
 
-from harness.config import all_keys, load_config, parse_overrides, to_dict
+from harness.config import all_keys, parse_overrides, to_dict
 from harness.errors import HarnessError
+from harness.experiment import load_config
 
 PUBLIC = [
     "model.arch",
@@ -90,6 +91,17 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 def test_round_trip_resolved_config():
     cfg = load_config("experiments/luong2015_synthetic.yaml")
-    from harness.config import from_dict
+    from harness.experiment import from_dict
 
     assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_the_stopping_rule_monitors_validation_keys():
+    """config.py sits below metrics/ and cannot import its key names: its choices must be keys of MODE."""
+    import dataclasses
+
+    from harness.config import TrainConfig
+    from harness.metrics.keys import MODE
+
+    (field,) = [f for f in dataclasses.fields(TrainConfig) if f.name == "early_stopping_metric"]
+    assert set(field.metadata["choices"]) <= set(MODE) and field.default in MODE

@@ -5,8 +5,9 @@ import gzip
 import pytest
 
 from harness.config import DataConfig, SyntheticConfig
+from harness.data.batch import collate
 from harness.data.corpora import load_corpus, read_lines, read_parallel
-from harness.data.datamodule import BucketBatchSampler, collate
+from harness.data.datamodule import BucketBatchSampler
 from harness.data.synthetic import SyntheticLanguage, generate
 from harness.data.tokenize import EOS_ID, PAD_ID, Vocab, WordTokenizer
 from harness.errors import HarnessError

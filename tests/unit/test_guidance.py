@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from harness.data.datamodule import collate
+from harness.data.batch import collate
 from harness.data.guidance import GuideTargets
-from harness.lightning_module import guided_alignment_loss
+from harness.train.module import guided_alignment_loss
 
 
 def test_guide_targets_spread_each_words_links_over_its_pieces():

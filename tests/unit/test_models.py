@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from harness.config import ModelConfig
-from harness.data.datamodule import collate
+from harness.data.batch import collate
+from harness.decode.search import beam_search, greedy
 from harness.errors import HarnessError
 from harness.models.encoders import RNNEncoder, reverse_padded
 from harness.models.registry import check_model_config, key_size
 from harness.models.scores import SCORES, score_names
 from harness.models.seq2seq import ARCHS, build_model, count_parameters
-from harness.search import beam_search, greedy
 
 V_SRC, V_TGT, E, H = 11, 13, 6, 8
 LAYERS = {

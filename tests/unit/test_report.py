@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 from harness.cli import main
-from harness.config import dump_yaml, load_config, to_dict
+from harness.config import dump_yaml, to_dict
 from harness.errors import HarnessError
+from harness.experiment import load_config
 from harness.report import load, render, render_runs
 from harness.report.animate import animation_frames, gif_bytes
 from harness.report.significance import paired_bootstrap
@@ -588,7 +589,7 @@ def test_leaderboard_ranks_converged_configurations_only(conv_runs):
 
 
 def test_unconverged_configurations_listed_apart(conv_runs):
-    from harness.report.html import unconverged_rows
+    from harness.report.rows import unconverged_rows
 
     report = load(list(conv_runs.values()), significance=False)
     un = report.unconverged.set_index("configuration")
@@ -642,7 +643,7 @@ def test_significance_against_the_best_converged_configuration(conv_runs):
 
 
 def test_diagonal_baseline_row_and_below_diagonal_column(conv_runs):
-    from harness.report.html import leaderboard_rows, ours_rows
+    from harness.report.rows import leaderboard_rows, ours_rows
     from harness.report.tables import DIAGONAL_LABEL
 
     report = load(list(conv_runs.values()), significance=False)
@@ -773,7 +774,7 @@ def trained_runs(tmp_path_factory) -> list[Path]:
     """2 configurations x 2 seeds of real tiny training runs, trained once per session. Each is ended by its
     stopping rule (no improvement of val_ppl by 1e6 in 1 validation: the second validation, step 20), so each
     converged and all are ranked."""
-    from harness.run import train
+    from harness.runs.run import train
 
     root = tmp_path_factory.mktemp("report_runs")
     base = {
@@ -826,7 +827,7 @@ def test_report_of_trained_study(trained_runs, tmp_path):
 
 
 def test_reproduction_mean_std_has_no_spread_for_one_run():
-    from harness.reproduce import _fmt, _mean_std
+    from harness.study.summary import _fmt, _mean_std
 
     assert _mean_std([7.0]) == (7.0, None) and _fmt(*_mean_std([7.0])) == "7.00"
     mean, std = _mean_std([1.0, 3.0, None, float("nan")])

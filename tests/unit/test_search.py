@@ -1,4 +1,4 @@
-"""Decoding (harness/search.py): a sentence decodes the same alone and inside a padded batch, and leaves the
+"""Decoding (harness/decode/search.py): a sentence decodes the same alone and inside a padded batch, and leaves the
 batch when it ends; beam K=1 is greedy; beam attention is the hypothesis' own (= teacher-forced on it); GNMT
 penalties; n-best; length limits; and a tiny RNNsearch overfits 8 synthetic pairs to BLEU > 90."""
 
@@ -12,13 +12,10 @@ import pytest
 import torch
 
 from harness.config import ModelConfig, SyntheticConfig
-from harness.data.datamodule import collate
+from harness.data.batch import collate
 from harness.data.synthetic import generate
 from harness.data.tokenize import EOS_ID, PAD_ID, Vocab
-from harness.metrics.bleu import corpus_scores
-from harness.models.registry import check_model_config
-from harness.models.seq2seq import build_model
-from harness.search import (
+from harness.decode.search import (
     beam_search,
     coverage_penalty,
     forced_attention,
@@ -26,6 +23,9 @@ from harness.search import (
     length_penalty,
     max_lengths,
 )
+from harness.metrics.bleu import corpus_scores
+from harness.models.registry import check_model_config
+from harness.models.seq2seq import build_model
 
 V_SRC, V_TGT = 12, 14
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.sweep import _CtrlC
+from harness.study.objective import CtrlC
 
 
 class _SignalsInFinalizer:
@@ -45,7 +45,7 @@ def test_python_drops_keyboard_interrupt_raised_in_a_finalizer(dropped, default_
 
 def test_ctrl_c_dropped_in_a_finalizer_still_stops_at_the_trial_boundary(dropped):
     previous = signal.getsignal(signal.SIGINT)
-    with _CtrlC() as ctrl_c:
+    with CtrlC() as ctrl_c:
         ctrl_c.check()  # nothing pressed: no-op
         _SignalsInFinalizer()
         assert ctrl_c.pressed
@@ -58,10 +58,10 @@ def test_ctrl_c_dropped_in_a_finalizer_still_stops_at_the_trial_boundary(dropped
 def test_ctrl_c_dropped_before_training_stops_the_trial_at_its_first_step(dropped):
     """The flag also reaches the trial's training: a Ctrl-C dropped while the data were tokenized (seen in the
     regex module's __del__) stops the trial when training starts, not after it has run to the end."""
-    from harness.sweep import _stop_when_pressed
+    from harness.study.objective import stop_when_pressed
 
-    with _CtrlC() as ctrl_c:
-        stop = _stop_when_pressed(ctrl_c)
+    with CtrlC() as ctrl_c:
+        stop = stop_when_pressed(ctrl_c)
         stop.on_train_start(None, None)  # nothing pressed: training goes on
         stop.on_train_batch_end(None, None, None, None, 0)
         _SignalsInFinalizer()
@@ -75,7 +75,7 @@ def test_ctrl_c_dropped_before_training_stops_the_trial_at_its_first_step(droppe
 
 
 def test_ctrl_c_outside_finalizers_raises_at_once():
-    with _CtrlC() as ctrl_c, pytest.raises(KeyboardInterrupt):
+    with CtrlC() as ctrl_c, pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(10_000):
             pass

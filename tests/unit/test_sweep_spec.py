@@ -9,7 +9,8 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.paths import PROJECT_ROOT
-from harness.sweep import load_spec, mask_url, open_storage
+from harness.study.spec import load_spec
+from harness.study.storage import mask_url, open_storage
 
 BASE = "experiments/bahdanau2015_synthetic.yaml"
 
@@ -171,7 +172,7 @@ def _pruning_trial():
     """A trial whose pruner always says prune, and the sweep's pruning callback on it."""
     import optuna
 
-    from harness.sweep import _pruning_callback
+    from harness.study.objective import pruning_callback
 
     class Always(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
@@ -179,7 +180,7 @@ def _pruning_trial():
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     trial = optuna.create_study(direction="maximize", pruner=Always()).ask()
-    return trial, _pruning_callback(trial)
+    return trial, pruning_callback(trial)
 
 
 def _trainer(step: int, max_steps: int, *, max_epochs: int = -1, epoch: int = 0, last_batch: bool = False):
@@ -256,7 +257,7 @@ def test_overrides_may_follow_the_options():
 
 def test_a_study_refuses_a_changed_base_config(tmp_path):
     """Editing the base preset under an existing study would mix two configs in it: refused, one line."""
-    from harness.sweep import create_or_load_study
+    from harness.study.study import create_or_load_study
 
     base = tmp_path / "base.yaml"
     base.write_text((PROJECT_ROOT / BASE).read_text())
@@ -271,15 +272,20 @@ def test_a_study_refuses_a_changed_base_config(tmp_path):
     assert "different base config content" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_study_from_before_the_base_digest_still_resumes(tmp_path):
-    from harness.sweep import create_or_load_study
+def test_a_study_stored_without_the_base_digest_is_refused(tmp_path):
+    """Every study since the base-config digest (f08fb45, before the reproduction studies) stores it; one stored
+    without it (an older version) cannot prove its base config unchanged: refused like a changed base, one line.
+    tests/integration/test_old_artifacts.py resumes a study written before the package layout."""
+    from harness.study.study import create_or_load_study
 
     spec = load_spec(spec_file(tmp_path))
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     study = create_or_load_study(spec, "s", storage)
     old = {k: v for k, v in spec.fingerprint().items() if k != "base_config"}
-    study.set_user_attr("fingerprint", old)  # what an older version stored
-    create_or_load_study(spec, "s", storage)
+    study.set_user_attr("fingerprint", old)  # what a version before the digest stored
+    with pytest.raises(HarnessError) as e:
+        create_or_load_study(spec, "s", storage)
+    assert "exists with a different base config content" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
@@ -288,7 +294,7 @@ def test_one_worker_samples_reproducibly_from_sampler_seed(tmp_path, sampler):
     the same points, a resumed study does not draw its first points again, parallel workers draw their own."""
     import optuna
 
-    from harness.sweep import make_sampler
+    from harness.study.study import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = load_spec(

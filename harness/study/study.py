@@ -1,0 +1,221 @@
+"""The Optuna study of a sweep: sampler and pruner from the spec, creation with the fingerprint that a resumed
+study must match (study user attrs: fingerprint, spec, objectives, seeds, description, n_trials), progress towards
+the exact trial budget, re-queued grid points and the one-line summaries of trials and studies."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+
+from harness.errors import HarnessError
+from harness.study.spec import SweepSpec
+
+
+def _grid_sampler_class():
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's GridSampler; after_trial tolerates queued trials (re-queued grid points), which carry
+        fixed params instead of a grid_id (the stock one raises KeyError when one grid point is left)."""
+
+        def after_trial(self, study, trial, state, values):
+            try:
+                super().after_trial(study, trial, state, values)
+            except KeyError:
+                pass
+
+    return GridSampler
+
+
+def _GridSampler(space, seed):
+    return _grid_sampler_class()(space, seed=seed)
+
+
+def make_sampler(spec: SweepSpec, worker: int = 0, done: int = 0):
+    import optuna
+
+    if spec.sampler == "grid":
+        # seed 0 in every worker: the same grid order everywhere (trial k -> grid point k)
+        return _GridSampler(spec.grid_space, seed=0)
+    # one worker (worker 0: `--workers 1`, in-process) samples from the spec's seed plus the trials the study
+    # already holds (`done`), so a sequential sweep is reproducible and a resumed one does not draw its first
+    # points again; parallel workers (1..N, on one or many nodes) draw entropy: their trial order depends on
+    # timing anyway, and two of them seeded alike would sample in lock-step
+    seed = spec.sampler_seed + done if worker == 0 else None
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(spec: SweepSpec):
+    import optuna
+
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if spec.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def create_or_load_study(spec: SweepSpec, name: str, storage, worker: int = 0, create: bool = True):
+    import optuna
+
+    directions = [o.direction for o in spec.objectives]
+    kwargs = dict(study_name=name, storage=storage, sampler=make_sampler(spec, worker), pruner=make_pruner(spec))
+    if not create:
+        return optuna.load_study(**kwargs)
+    study = optuna.create_study(directions=directions, load_if_exists=True, **kwargs)
+    stored = study.user_attrs.get("fingerprint")
+    mine = spec.fingerprint()
+    if stored is None:
+        study.set_user_attr("fingerprint", mine)
+        study.set_user_attr("spec", str(spec.path))
+        study.set_user_attr("objectives", [dataclasses.asdict(o) for o in spec.objectives])
+        study.set_user_attr("seeds", spec.seeds)
+        study.set_user_attr("description", spec.description)
+    else:
+        diff = [k for k in mine if stored.get(k) != mine[k]]
+        if diff or [d.name.lower() for d in study.directions] != directions:
+            what = {"base_config": "base config content"}.get(diff[0], diff[0]) if diff else "objective"
+            raise HarnessError(
+                f"--study {name}: exists with a different {what} (spec {study.user_attrs.get('spec')}); "
+                "use another --study name"
+            )
+    study.set_user_attr("n_trials", spec.n_trials)
+    return study
+
+
+@dataclass
+class Progress:
+    finished: int  # COMPLETE trials (grid: distinct points COMPLETE or PRUNED)
+    running: int
+    waiting: int
+    untouched: int  # grid points no trial has touched yet
+    failed_points: int  # grid points whose only trials failed (retried on the next run)
+    pruned: int = 0  # PRUNED trials
+
+    def gave_up(self, spec: SweepSpec) -> bool:
+        """tpe/random: the pruner stopped max_pruned trials before n_trials completed."""
+        return spec.sampler != "grid" and self.finished < spec.n_trials and self.pruned >= spec.max_pruned
+
+
+def grid_point(spec: SweepSpec, t) -> tuple | None:
+    names = list(spec.grid_space)
+    src = t.params if all(n in t.params for n in names) else t.system_attrs.get("fixed_params") or {}
+    if not all(n in src for n in names):
+        return None
+    return tuple(src[n] for n in names)
+
+
+def progress(spec: SweepSpec, trials) -> Progress:
+    from optuna.trial import TrialState
+
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    if spec.sampler != "grid":
+        complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        return Progress(complete, running, waiting, 0, 0, sum(t.state == TrialState.PRUNED for t in trials))
+    done, touched = set(), set()
+    for t in trials:
+        p = grid_point(spec, t)
+        if p is None:
+            continue
+        touched.add(p)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            done.add(p)
+    active = {grid_point(spec, t) for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)}
+    all_points = [tuple(p.values()) for p in spec.grid_points()]
+    untouched = sum(p not in touched for p in all_points)
+    failed = sum(p in touched and p not in done and p not in active for p in all_points)
+    return Progress(len(done), running, waiting, untouched, failed)
+
+
+def enqueue_missing_grid_points(spec: SweepSpec, study) -> int:
+    """Resume: grid points whose trials all failed (Ctrl-C, errors) go back into the queue; GridSampler
+    would not hand them out again (it counts any finished trial as visited). Done, running and queued
+    points stay as they are."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    names = list(spec.grid_space)
+    busy = {
+        grid_point(spec, t)
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    }
+    failed = {grid_point(spec, t) for t in trials if t.state == TrialState.FAIL} - busy - {None}
+    last_failed = {grid_point(spec, t): t.number for t in trials if t.state == TrialState.FAIL}  # the latest per point
+    prog = progress(spec, trials)
+    room = spec.n_trials - prog.finished - prog.running - prog.waiting
+    n = 0
+    for values in [tuple(p.values()) for p in spec.grid_points()]:
+        if n >= room:
+            break
+        if values in failed:
+            # the retry continues the failed trial's training where it has a checkpoint (Objective.resume_from)
+            attrs = {"requeued": True, "resume_from": last_failed[values]}
+            study.enqueue_trial(dict(zip(names, values)), user_attrs=attrs)
+            n += 1
+    return n
+
+
+def fail_dead_local_trials(study) -> int:
+    """Storages without heartbeats (journal files): a RUNNING trial whose worker process on this host is gone
+    is marked FAIL so that it can be run again."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        if not worker.startswith(host + ":"):
+            continue
+        pid = int(worker.rsplit(":", 1)[1])
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {worker} died")
+            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                n += 1
+    return n
+
+
+def describe(spec: SweepSpec, t) -> str:
+    params = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items() if k != "seed"
+    )
+    seed = t.user_attrs.get("seed", t.params.get("seed"))
+    state = t.state.name
+    if t.state.name == "COMPLETE" and t.values is not None:
+        vals = "  ".join(f"{o.metric} {v:.3f}" for o, v in zip(spec.objectives, t.values))
+    else:
+        vals = t.user_attrs.get("fail_reason", "")
+    secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0
+    return f"trial {t.number} {state:<8} {vals}  ({params}{', ' if params else ''}seed={seed}) {secs:.1f} s"
+
+
+def summarize(spec: SweepSpec, study) -> str:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    count = {s: sum(t.state == s for t in trials) for s in TrialState}
+    line = (
+        f"study {study.study_name}: {count[TrialState.COMPLETE]} complete, "
+        f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed, "
+        f"{count[TrialState.WAITING]} queued (budget {spec.n_trials})"
+    )
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete and len(spec.objectives) == 1:
+        sign = 1 if spec.objectives[0].direction == "maximize" else -1
+        best = max(complete, key=lambda t: sign * t.value)
+        line += f"\nbest {describe(spec, best)}"
+    elif complete:
+        line += f"\nPareto front: trials {', '.join(str(t.number) for t in study.best_trials)}"
+    return line

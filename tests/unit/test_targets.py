@@ -1,0 +1,79 @@
+"""Reproduction targets as data (harness/study/targets.yaml): each row quotes its paper number from the anchor it
+names in harness/report/papers.yaml, formatted as the row shows it; a row naming no anchor there fails at load."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from harness.errors import HarnessError
+from harness.study.targets import PAPERS_FILE, TARGETS, TARGETS_FILE, load_targets
+
+
+def _row(target: str, name: str):
+    (row,) = [r for r in TARGETS[target].rows if r.name == name]
+    return row
+
+
+def test_rows_quote_their_anchors_as_the_reports_show_them():
+    assert _row("bahdanau2015", "RNNsearch (bahdanau, additive)").paper == "26.75 (RNNsearch-50)"
+    seq2seq = _row("bahdanau2015", "seq2seq (Sutskever 2014, reversed)").paper
+    assert seq2seq == "30.59 (Sutskever 2014 Table 1, single reversed LSTM, beam 12, own data)"
+    location = _row("luong2015", "global (location)")
+    assert (location.paper, location.paper_unk) == ("18.1", "19.3")
+    assert _row("luong2015", "local-p (general)").paper == "19.0"  # as printed, not 19
+    not_reported = _row("luong2015", "local-m (dot)")
+    assert (not_reported.paper, not_reported.paper_unk) == ("not reported (ppl > 7.0)", None)
+    # two anchors in one row, trailing zeros kept as printed (22.10)
+    assert _row("britz2017", "additive, 512 units").paper == "22.47 ± 0.27 (Add-512; Add-1024 22.10)"
+    assert _row("britz2017", "scaled dot, 512 units").paper is None
+    assert _row("gnmt2016", "GNMT (additive attention)").paper == "38.95"
+    assert _row("length", "RNNsearch-50 (bahdanau, trained <= 50)").paper == "no drop up to 50+ words"
+    # the range of Table 4's gains from unk replacement (19.3 - 18.1 ... 20.5 - 18.6), computed from the anchors
+    note = TARGETS["bahdanau2015"].paper_note
+    assert note == "No unk replacement in Bahdanau et al.; Luong et al. 2015 Table 4: +1.2 to +1.9 BLEU."
+
+
+def test_alignment_rows_cross_data_directions_and_variants_with_table_6_on_rwth_en_de_only():
+    rows = TARGETS["alignment"].rows
+    assert len(rows) == 2 * 2 * 7
+    shown = {r.name: r.paper for r in rows if r.paper}
+    assert shown == {
+        "RWTH en->de: luong global (location)": "AER 0.39",
+        "RWTH en->de: luong local-m (general)": "AER 0.34",
+        "RWTH en->de: luong local-p (general)": "AER 0.36",
+    }
+    alignment = TARGETS["alignment"]
+    assert alignment.source.endswith("(RWTH de-en gold, 508 sentences; Berkeley aligner 0.32)")
+    assert alignment.aligner_note.endswith("as reported): attention 0.34-0.39, Berkeley aligner 0.32.")
+    row = _row("alignment", "Hansards fr->en: cgru + guided (eflomal links)")
+    assert row.match == {
+        "data.name": "hansards_enfr",
+        "data.src_lang": "fr",
+        "data.tgt_lang": "en",
+        "model.arch": "cgru",
+        "train.guided_alignment.weight": 1.0,
+    }
+
+
+def test_a_number_changed_in_papers_yaml_changes_the_row(tmp_path):
+    doc = yaml.safe_load(PAPERS_FILE.read_text(encoding="utf-8"))
+    (bahdanau,) = [p for p in doc["papers"] if p["short"] == "Bahdanau 2015"]
+    for anchor in bahdanau["anchors"]:
+        if anchor["model"].startswith("RNNsearch-50 (additive"):
+            anchor["value"] = 99.5
+    papers = tmp_path / "papers.yaml"
+    papers.write_text(yaml.safe_dump(doc))
+    targets = load_targets(TARGETS_FILE, papers)
+    assert targets["bahdanau2015"].rows[0].paper == "99.5 (RNNsearch-50)"
+
+
+def test_an_anchor_missing_from_papers_yaml_is_a_one_line_error(tmp_path):
+    doc = yaml.safe_load(TARGETS_FILE.read_text(encoding="utf-8"))
+    doc["gnmt2016"]["rows"][0]["paper"]["anchor"] = "GNMT 2016 / no such model"
+    path = tmp_path / "targets.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(HarnessError) as e:
+        load_targets(path, PAPERS_FILE)
+    assert str(e.value).startswith(f"{path}: gnmt2016: GNMT (additive attention): anchor 'GNMT 2016 / no such model'")
+    assert "\n" not in str(e.value)
