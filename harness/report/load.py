@@ -145,25 +145,32 @@ def _objective_of(study) -> list[dict]:
 
 
 def from_study(name: str, storage: str | None = None) -> Source:
+    """The completed trials of a study, from any storage a sweep writes (opened the way the sweep opens it:
+    the PostgreSQL driver that is installed, journal files too); the URL is shown with its password masked."""
     import optuna
 
+    from harness.storage import mask_url, open_storage
+
     storage = storage or default_storage(name)
-    if storage.startswith("sqlite:///"):
-        db = Path(storage.removeprefix("sqlite:///"))
-        if not db.is_file():  # optuna would silently create an empty database
-            raise HarnessError(f"study storage {db}: not found (run `harness sweep` first, or pass --storage URL)")
+    shown = mask_url(storage)
+    for scheme in ("sqlite:///", "journal://"):
+        path = Path(storage.removeprefix(scheme)) if storage.startswith(scheme) else None
+        if path is not None and not path.is_file():  # opening would silently create an empty study file
+            raise HarnessError(f"study storage {path}: not found (run `harness sweep` first, or pass --storage URL)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opened = open_storage(storage)  # a HarnessError naming the masked URL when the server cannot be reached
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=opened)
     except KeyError:
         try:
-            have = ", ".join(optuna.get_all_study_names(storage)) or "none"
+            have = ", ".join(optuna.get_all_study_names(opened)) or "none"
         except Exception:
             have = "?"
-        raise HarnessError(f"study '{name}': not found in {storage} (studies there: {have})") from None
+        raise HarnessError(f"study '{name}': not found in {shown} (studies there: {have})") from None
     except Exception as e:
-        raise HarnessError(f"study '{name}': cannot open storage {storage} ({str(e).splitlines()[0][:120]})") from None
-    src = Source([], study, name, storage, _objective_of(study))
+        msg = str(e).splitlines()[0][:120].replace(storage, shown)
+        raise HarnessError(f"study '{name}': cannot open storage {shown} ({msg})") from None
+    src = Source([], study, name, shown, _objective_of(study))
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         attrs = t.user_attrs
         run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
@@ -191,7 +198,7 @@ def from_study(name: str, storage: str | None = None) -> Source:
             config["seed"] = attrs["seed"]
         src.runs.append(RunRecord(f"trial {t.number}", run_dir, config, metrics, t.number))
     if not src.runs:
-        raise HarnessError(f"study '{name}': no completed trials with metrics in {storage}")
+        raise HarnessError(f"study '{name}': no completed trials with metrics in {shown}")
     return src
 
 

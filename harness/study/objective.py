@@ -21,8 +21,8 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.metrics import keys
 from harness.runs.layout import checkpoint_path, is_locked, partial_path
+from harness.storage import is_rdb, quiet_optuna
 from harness.study.spec import SweepSpec
-from harness.study.storage import is_rdb, quiet_optuna
 from harness.study.study import grid_point, progress
 
 POLL_S = 0.5  # seconds between a waiting worker's looks at the storage

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.storage import default_storage, is_rdb, mask_url, open_storage
 from harness.study.objective import Context
 from harness.study.slurm import SlurmOptions, run_slurm, sbatch_script, slurm_folder, slurm_parameters
 from harness.study.spec import load_spec
-from harness.study.storage import default_storage, is_rdb, mask_url, open_storage
 from harness.study.study import (
     create_or_load_study,
     enqueue_missing_grid_points,

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 
+from harness.storage import is_rdb, open_storage
 from harness.study.objective import Context, CtrlC, NotRun, Objective, TrialFailed
 from harness.study.spec import load_spec
-from harness.study.storage import is_rdb, open_storage
 from harness.study.study import create_or_load_study, describe, make_sampler, progress
 
 

@@ -57,7 +57,7 @@ def _until(what: str, condition, timeout: float = 60):
 def test_two_worker_jobs_finish_the_grid(tmp_path, slurm_cluster, postgres_url):
     import optuna
 
-    from harness.study.storage import open_storage
+    from harness.storage import open_storage
 
     spec = write_spec(tmp_path)  # 2 scores x 2 seeds, 10 steps each
     opts = (
@@ -112,7 +112,7 @@ def test_preempted_and_killed_jobs_resume_to_the_exact_count(tmp_path, slurm_clu
     leave the queue without a result. The same command run again retries both trials and finishes the study."""
     from optuna.trial import TrialState
 
-    from harness.study.storage import open_storage
+    from harness.storage import open_storage
 
     if slurm_cluster.cpus < 2:
         pytest.skip(f"two jobs at once need 2 CPUs; the node {slurm_cluster.node} has {slurm_cluster.cpus}")

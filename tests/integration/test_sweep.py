@@ -81,7 +81,7 @@ def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 def load(study: str, url: str):
     import optuna
 
-    from harness.study.storage import open_storage
+    from harness.storage import open_storage
 
     return optuna.load_study(study_name=study, storage=open_storage(url))
 
@@ -134,6 +134,13 @@ def test_four_workers_postgres(tmp_path, postgres_url):
     assert r.returncode == 0, r.stderr[-3000:]
     assert PASSWORD not in r.stdout + r.stderr
     check_grid_study(load("pg", postgres_url), 4)
+    # the report reads the same URL (the installed driver, psycopg2 here) and never shows its password
+    out = tmp_path / "pg-report"
+    report = ["report", "pg", "--storage", postgres_url, "--output", str(out), "--bootstrap", "20"]
+    r = run([sys.executable, "-m", "harness.cli", *report])
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "4 completed trials" in page and PASSWORD not in page + r.stdout + r.stderr
 
 
 def _wait_running(url: str, study: str, timeout: float = 60) -> None:
@@ -159,7 +166,7 @@ def _wait_until_stale(url: str, study: str, heartbeat: float = 1.0, timeout: flo
     import optuna
     from optuna.trial import TrialState
 
-    from harness.study.storage import open_storage
+    from harness.storage import open_storage
 
     storage = open_storage(url, heartbeat)
     deadline = time.time() + timeout

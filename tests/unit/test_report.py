@@ -391,16 +391,17 @@ def test_cli_report_run_dirs_and_errors(runs, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ study input
-def make_study(tmp_path: Path, run_dirs: list[Path], name: str = "toy") -> str:
+def make_study(tmp_path: Path, run_dirs: list[Path], name: str = "toy", storage: str | None = None) -> str:
     import optuna
     from optuna.distributions import CategoricalDistribution
 
     from harness.config import flatten
     from harness.report.load import read_run_config
+    from harness.storage import open_storage
 
-    storage = f"sqlite:///{tmp_path}/study.db"
+    storage = storage or f"sqlite:///{tmp_path}/study.db"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize")
     study.set_user_attr("objective", [{"metric": "bleu", "direction": "maximize"}])
     dists = {
         "model.score": CategoricalDistribution(["additive", "none"]),
@@ -430,6 +431,18 @@ def test_report_from_study(runs, tmp_path):
     assert main(["report", "toy", "--storage", storage, "--output", str(out), "--bootstrap", "50"]) == 0
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "Optuna: optimization history" in text and "Optuna: parameter importances" in text
+
+
+def test_report_from_a_journal_study(runs, tmp_path):
+    """Reproductions keep their study in an Optuna journal file: `harness report --storage journal:///…` reads it
+    the way the sweep wrote it; a journal that does not exist is an error, not a new empty study."""
+    journal = tmp_path / "j" / "study.journal"
+    storage = make_study(tmp_path, runs, "jt", storage=f"journal://{journal}")
+    assert len(load("jt", storage, n_bootstrap=50).runs) == 4
+    missing = tmp_path / "none" / "study.journal"
+    with pytest.raises(HarnessError, match="not found"):
+        load("jt", f"journal://{missing}")
+    assert not missing.parent.exists()
 
 
 def test_objective_minimize_sorts_ascending(runs, tmp_path):

@@ -9,8 +9,8 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.paths import PROJECT_ROOT
+from harness.storage import mask_url, open_storage
 from harness.study.spec import load_spec
-from harness.study.storage import mask_url, open_storage
 
 BASE = "experiments/bahdanau2015_synthetic.yaml"
 
