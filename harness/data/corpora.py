@@ -18,6 +18,7 @@ reported); at test time it is kept and translated (its hypothesis may be empty),
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 from dataclasses import dataclass, field
@@ -54,9 +55,17 @@ class Corpus:
 
 
 def read_lines(path: Path) -> list[str]:
-    """UTF-8 lines of a plain or gzipped file; BOM and CRLF normalised; bad bytes named by byte offset."""
+    """UTF-8 lines of a plain or gzipped file; BOM and CRLF normalised; bad bytes named by byte offset.
+    A process that trains many runs (a sweep worker, a reproduction) reads a corpus once: the last files read
+    are kept, keyed by path, size and modification time, so a changed file is read again."""
     if not path.is_file():
         raise HarnessError(f"data file {path}: not found")
+    st = path.stat()
+    return list(_read_lines(path.resolve(), st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_lines(path: Path, size: int, mtime_ns: int) -> tuple[str, ...]:
     raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -70,7 +79,7 @@ def read_lines(path: Path) -> list[str]:
         lines.pop()
     if not lines:
         raise HarnessError(f"data file {path}: is empty (expected one sentence per line)")
-    return [" ".join(line.split()) for line in lines]
+    return tuple(" ".join(line.split()) for line in lines)
 
 
 def _find(prefix: Path | str, lang: str) -> Path:

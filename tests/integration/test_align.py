@@ -41,8 +41,8 @@ def pair(tmp_path_factory):
             f"data.src_lang={src}",
             f"data.tgt_lang={tgt}",
             *(f"data.{s}_prefix={tmp / s}" for s in ("train", "val", "test")),
-            "train.max_steps=150",
-            "train.val_every=150",
+            "train.max_steps=30",  # the test checks what align does with any two models, not how well they align
+            "train.val_every=30",
             "model.arch=cgru",
         ]
         r = run_cli("train", "experiments/cgru_synthetic.yaml", *over, "--output", str(tmp / name), "--quiet")
@@ -56,7 +56,7 @@ def test_align_one_direction_and_symmetrised_end_to_end(pair):
     tmp, runs = pair
     n = len((tmp / "test.src").read_text().splitlines())
     gold_args = ["--gold", str(tmp / "test.gold")]
-    outs = {}
+    outs, printed = {}, {}
     for method in ("intersection", "union", "grow-diag-final-and"):
         out = tmp / f"links.{method}"
         r = run_cli(
@@ -75,7 +75,7 @@ def test_align_one_direction_and_symmetrised_end_to_end(pair):
         )
         assert r.returncode == 0, r.stderr
         assert f"{n} sentence pairs" in r.stdout and "AER" in r.stdout and f"{method} of 2 directions" in r.stdout
-        outs[method] = out
+        outs[method], printed[method] = out, r.stdout
     single = tmp / "links.fwd"
     r = run_cli("align", str(runs["fwd"]), "--split", "test", "--output", str(single), *gold_args)
     assert r.returncode == 0, r.stderr
@@ -90,21 +90,7 @@ def test_align_one_direction_and_symmetrised_end_to_end(pair):
         assert read["intersection"][i] <= read["grow-diag-final-and"][i] <= read["union"][i]
     gold = read_alignments(tmp / "test.gold", "pharaoh", True, src, tgt)
     aer = alignment_scores(read["intersection"], gold)["aer"]
-    line = run_cli(
-        "align",
-        str(runs["fwd"]),
-        str(runs["rev"]),
-        "--src",
-        str(tmp / "test.src"),
-        "--tgt",
-        str(tmp / "test.tgt"),
-        "--method",
-        "intersection",
-        "--output",
-        str(tmp / "again"),
-        *gold_args,
-    )
-    assert f"AER {aer:.3f}" in line.stdout  # the printed AER is the written links' AER
+    assert f"AER {aer:.3f}" in printed["intersection"]  # the printed AER is the written links' AER
 
 
 def test_align_refuses_what_it_cannot_do(pair, tmp_path):
