@@ -1,7 +1,8 @@
 """Paper-scale configs (experiments/paper/*.yaml) load, build at FULL paper size and take one training step.
 
 Their data (WMT'14 through the hub) needs the network, so the data is swapped for the local newstest2014
-files (4 training sentences; the step trains on the shortest); everything else — architecture, sizes, optimizer, schedule — is the paper's.
+files (4 training sentences; the step trains on the shortest); everything else — architecture, sizes,
+optimizer, schedule — is the paper's.
 """
 
 from __future__ import annotations
