@@ -118,3 +118,17 @@ def test_hansards_gold_matches_tokenization():
     assert len(test.src) == 447 and len(test.gold) == 447
     for s, t, g in zip(test.src, test.tgt, test.gold):
         assert all(i < len(s.split()) and j < len(t.split()) for i, j in g.possible)
+
+
+def test_read_lines_reads_a_file_once_and_again_when_it_changes(tmp_path):
+    from harness.data.corpora import _read_lines
+
+    p = tmp_path / "a.txt"
+    p.write_text("one  two\nthree\n", encoding="utf-8")
+    first = read_lines(p)
+    assert first == ["one two", "three"]
+    first.append("mutated")  # the caller's list is its own: the kept copy is unchanged
+    hits = _read_lines.cache_info().hits
+    assert read_lines(p) == ["one two", "three"] and _read_lines.cache_info().hits == hits + 1
+    p.write_text("four\n", encoding="utf-8")  # new size and mtime: read again
+    assert read_lines(p) == ["four"]
