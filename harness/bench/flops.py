@@ -140,6 +140,18 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
             Matmul("maxout C_o c", "output", "tgt", key, 2 * M),
             Matmul("generator", "output", "tgt", M, V, "BT"),
         ]
+    elif arch == "cgru":  # ConditionalGRUDecoder: GRU_1 reads E y, attention from its state, GRU_2 reads c
+        key = encoder("gru", m.enc_hidden_size or H // 2, "all")
+        M = m.maxout_size or H // 2
+        terms += rnn_terms("decoder GRU_1", "decoder", "tgt", "gru", E, H, fused=True)  # W_ih E y: all steps at once
+        terms += score_terms(m.score, H, key, "B", m.max_positions)
+        terms += rnn_terms("decoder GRU_2", "decoder", "tgt", "gru", key, H, fused=False)
+        terms += [
+            Matmul("maxout U_o s", "output", "tgt", H, 2 * M, "BT"),
+            Matmul("maxout V_o Ey", "output", "tgt", E, 2 * M, "BT"),
+            Matmul("maxout C_o c", "output", "tgt", key, 2 * M, "BT"),
+            Matmul("generator", "output", "tgt", M, V, "BT"),
+        ]
     elif arch == "luong":
         key = encoder("lstm", m.enc_hidden_size or H, "none")
         feed = m.input_feeding and m.score != "none"

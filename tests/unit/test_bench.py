@@ -27,7 +27,7 @@ from harness.bench.peers.toolkits import (
 from harness.bench.throughput import bench_device, render_bench_table, write_bench
 from harness.config import ModelConfig
 from harness.data.batch import Batch
-from harness.models.seq2seq import build_model
+from harness.models.seq2seq import ARCHS, build_model
 
 
 # ------------------------------------------------------------------------------------------ FLOP model
@@ -79,6 +79,8 @@ def test_bahdanau_flops_by_hand():
         ("seq2seq_attn", "general", {}, 0),
         ("seq2seq_attn", "dot", {}, 0),
         ("gnmt", "additive", {"enc_layers": 3, "dec_layers": 3}, 0),
+        ("cgru", "additive", {}, 2 * 6 * 6),  # s_0 = tanh(W_init mean_i h_i): once per sentence
+        ("cgru", "general", {}, 2 * 6 * 6),
     ],
 )
 def test_flop_model_matches_torch_flop_counter(arch, score, extra, bridge):
@@ -100,8 +102,9 @@ def test_flop_model_matches_torch_flop_counter(arch, score, extra, bridge):
     assert counter.get_total_flops() == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("preset_arch", ["seq2seq", "seq2seq_attn", "bahdanau", "luong", "gnmt"])
+@pytest.mark.parametrize("preset_arch", sorted(ARCHS))
 def test_every_arch_has_a_flop_model(preset_arch):
+    """Every registered architecture (harness list), so a new one cannot reach `harness bench` without one."""
     m = ModelConfig(
         arch=preset_arch,
         score="none" if preset_arch == "seq2seq" else "general",
