@@ -36,7 +36,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
 
-PRESETS = ["seq2seq", "seq2seq_attn", "bahdanau2015", "luong2015", "gnmt2016"]
+PRESETS = ["seq2seq", "seq2seq_attn", "bahdanau2015", "cgru", "luong2015", "gnmt2016"]
 
 
 def _fmt(x, digits: int = 0, unit: str = "") -> str:

@@ -47,7 +47,7 @@ def baseline(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["seq2seq_attn", "bahdanau2015", "luong2015", "gnmt2016"])
+@pytest.mark.parametrize("preset", ["seq2seq_attn", "bahdanau2015", "cgru", "luong2015", "gnmt2016"])
 def test_attention_beats_summary_vector_on_long_sentences(preset, baseline, tmp_path):
     bleu = long_half_bleu(preset, tmp_path)
     assert bleu > baseline + 15, f"{preset}: long-half BLEU {bleu:.1f} vs seq2seq {baseline:.1f}"
