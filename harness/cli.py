@@ -197,6 +197,22 @@ def cmd_bench(args) -> int:
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
         raise HarnessError("--steps and --repeats must be >= 1, --warmup >= 0")
     presets = [a.removesuffix("_multi30k") for a in args.archs]
+    if args.scaling is not None:
+        from harness.bench.scaling import AXES, parse_values, render_scaling_table, run_scaling, split_overrides
+
+        if len(presets) > 1 and args.archs != PRESETS:
+            raise HarnessError("--scaling measures one preset: give one with --archs (default bahdanau2015)")
+        axis_items, over_1 = split_overrides(args.scaling)
+        base_items, over_2 = split_overrides(args.scaling_base)
+        axes = parse_values(axis_items or list(AXES), "--scaling")
+        base = {k: v[0] for k, v in parse_values(base_items, "--scaling-base", single=True).items()}
+        preset = "bahdanau2015" if args.archs == PRESETS else presets[0]
+        overrides = [*args.overrides, *over_1, *over_2]
+        doc = run_scaling(preset, axes, base, args.steps, args.warmup, Path(args.output), overrides)
+        print(render_scaling_table(doc))
+        out = Path(args.output)
+        print(f"written: {out / 'scaling.json'}, {out / 'scaling.md'}, {out / 'scaling.png'}")
+        return 0 if all(not r.get("error") for rows in doc["axes"].values() for r in rows) else 1
     if args.profile:
         if args.archs == PRESETS:
             presets = ["bahdanau2015"]
@@ -417,6 +433,22 @@ def add_bench(sub) -> None:
         action="store_true",
         help="instead: torch.profiler of --steps training steps and of decoding (default preset "
         "bahdanau2015) -> profile.json, profile.md",
+    )
+    s.add_argument(
+        "--scaling",
+        nargs="*",
+        default=None,
+        metavar="AXIS[=V1,V2]",
+        help="instead: how the cost grows, one preset (default bahdanau2015) along src_len, batch, vocab, hidden "
+        "(all four by default; AXIS=V1,V2 picks the values) -> scaling.json, scaling.md, scaling.png",
+    )
+    s.add_argument(
+        "--scaling-base",
+        nargs="*",
+        default=[],
+        metavar="AXIS=V",
+        help="--scaling: the value of the axes not varied (default src_len=20 batch=64 vocab=8000, hidden: the "
+        "preset's)",
     )
     s.add_argument("overrides", nargs="*", help="key=value overrides for every preset, e.g. train.batch_size=32")
     s.set_defaults(func=cmd_bench)
