@@ -97,6 +97,11 @@ class ModelConfig:
     max_positions: int = _f(128, lo=1)  # location score: number of source positions W_a predicts
     cosine_sharpening: float = _f(0.0, lo=0)  # NTM β; 0 = learned
     residual_from: int = _f(3, lo=1)  # GNMT: residual connections from this (1-based) layer up
+    # luong only, to express OpenNMT-py's default RNN (`harness bench-peers`, same network) rather than Luong 2015:
+    # the cell of encoder and decoder ("" = LSTM, the paper's) and a bidirectional encoder (hidden_size / 2 per
+    # direction unless enc_hidden_size; its final states, both directions concatenated, start the decoder)
+    rnn_cell: str = _f("", choices=["", "lstm", "gru"])
+    enc_bidirectional: bool = False
     # every parameter ~ U(-r, r); 0 = PyTorch's per-layer defaults. The papers: Sutskever et al. 2014 §3.4
     # 0.08; Luong et al. 2015 §4.1 0.1; Wu et al. 2016 §8.1 0.04 (Bahdanau et al. 2015 App. B.1 uses
     # orthogonal/Gaussian initializations, not implemented: its presets keep PyTorch's defaults)
@@ -429,6 +434,23 @@ def build(data: dict, source: str = "config") -> ExperimentConfig:
 
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+# Keys added after sweeps began to fingerprint their base config's resolved content (harness/study/spec.py): at
+# their default they leave the model as it was before they existed, so a config that leaves them there keeps the
+# digest it had, and a study created before they existed resumes. A new key with that property goes here.
+DIGEST_NEUTRAL_AT_DEFAULT = ("model.rnn_cell", "model.enc_bidirectional")
+
+
+def content_for_digest(cfg) -> dict:
+    """to_dict(cfg) without the DIGEST_NEUTRAL_AT_DEFAULT keys that are at their defaults."""
+    doc = to_dict(cfg)
+    for dotted in DIGEST_NEUTRAL_AT_DEFAULT:
+        section, key = dotted.split(".")
+        default = {f.name: f.default for f in dataclasses.fields(type(getattr(cfg, section)))}[key]
+        if doc[section][key] == default:
+            del doc[section][key]
+    return doc
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -153,10 +153,12 @@ def model_matmuls(m, tgt_vocab: int) -> list[Matmul]:
             Matmul("generator", "output", "tgt", M, V, "BT"),
         ]
     elif arch == "luong":
-        key = encoder("lstm", m.enc_hidden_size or H, "none")
+        cell = m.rnn_cell or "lstm"
+        bi = m.enc_bidirectional
+        key = encoder(cell, m.enc_hidden_size or (H // 2 if bi else H), "all" if bi else "none")
         feed = m.input_feeding and m.score != "none"
         rows = "B" if feed or m.attention_type != "global" else "BT"
-        decoder_stack("lstm", E + (H if feed else 0), fused=not feed)
+        decoder_stack(cell, E + (H if feed else 0), fused=not feed)
         terms += score_terms(m.score, H, key, rows, m.max_positions, m.attention_type)
         if m.score != "none":
             terms.append(Matmul("W_c [c; h]", "output", "tgt", key + H, H, rows))

@@ -11,9 +11,9 @@ from harness.models.seq2seq import ARCHS
 
 def key_size(cfg) -> int:
     """Size of the encoder states the attention reads, by architecture (mirrors the builders)."""
-    bi_gru = cfg.arch in ("bahdanau", "cgru")
-    bi = bi_gru or (cfg.arch == "gnmt" and cfg.enc_layers == 1)
-    per_dir = cfg.enc_hidden_size or (cfg.hidden_size // 2 if bi_gru else cfg.hidden_size)
+    bi_all = cfg.arch in ("bahdanau", "cgru") or (cfg.arch == "luong" and cfg.enc_bidirectional)
+    bi = bi_all or (cfg.arch == "gnmt" and cfg.enc_layers == 1)
+    per_dir = cfg.enc_hidden_size or (cfg.hidden_size // 2 if bi_all else cfg.hidden_size)
     return per_dir * (2 if bi else 1)
 
 
@@ -33,6 +33,12 @@ def check_model_config(cfg, source: str = "config") -> None:
     if score not in SCORES and score != "none":
         raise _unknown("score", cfg.score, score_names() + ["concat"], source)
     spec = ARCHS[cfg.arch]
+    for key, value in (("rnn_cell", cfg.rnn_cell), ("enc_bidirectional", cfg.enc_bidirectional)):
+        if value and cfg.arch != "luong":
+            raise HarnessError(
+                f"{source}: model.{key} applies to model.arch 'luong' only (the '{cfg.arch}' cells and encoder "
+                "are its paper's)"
+            )
     if spec.scores is not None and score not in spec.scores:
         raise HarnessError(
             f"{source}: model.score '{cfg.score}' does not apply to model.arch '{cfg.arch}' "

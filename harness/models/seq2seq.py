@@ -189,9 +189,22 @@ def build_cgru(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     attention_types=("global", "local-m", "local-p"),
 )
 def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = _uni_encoder(cfg, src_vocab, "lstm")
+    cell = cfg.rnn_cell or "lstm"  # model.rnn_cell / enc_bidirectional: OpenNMT-py's RNN (not Luong 2015)
+    if cfg.enc_bidirectional:
+        enc = RNNEncoder(
+            src_vocab,
+            cfg.emb_size,
+            _enc_hidden(cfg, True),
+            cfg.enc_layers,
+            cell,
+            "all",
+            cfg.dropout,
+            reverse_source=cfg.reverse_source,
+        )
+    else:
+        enc = _uni_encoder(cfg, src_vocab, cell)
     attn = build_attention(cfg.score, cfg.attention_type, cfg.hidden_size, enc.output_size, cfg)
-    dec = _luong_decoder(cfg, tgt_vocab, enc, "lstm", attn, cfg.input_feeding)
+    dec = _luong_decoder(cfg, tgt_vocab, enc, cell, attn, cfg.input_feeding)
     return Seq2Seq(enc, dec, tgt_vocab)
 
 

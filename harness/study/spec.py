@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import all_keys, parse_overrides, read_yaml, to_dict
+from harness.config import all_keys, content_for_digest, parse_overrides, read_yaml
 from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.metrics import keys
@@ -143,8 +143,9 @@ class SweepSpec:
 
 
 def _config_digest(path: Path) -> str:
-    """Digest of a config file's resolved content (comments and key order do not count)."""
-    doc = json.dumps(to_dict(load_config(path)), sort_keys=True, default=str)
+    """Digest of a config file's resolved content (comments and key order do not count; keys added since at
+    their defaults neither: harness/config.py DIGEST_NEUTRAL_AT_DEFAULT)."""
+    doc = json.dumps(content_for_digest(load_config(path)), sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 

@@ -81,6 +81,8 @@ def test_bahdanau_flops_by_hand():
         ("gnmt", "additive", {"enc_layers": 3, "dec_layers": 3}, 0),
         ("cgru", "additive", {}, 2 * 6 * 6),  # s_0 = tanh(W_init mean_i h_i): once per sentence
         ("cgru", "general", {}, 2 * 6 * 6),
+        ("luong", "additive", {"rnn_cell": "gru", "enc_bidirectional": True}, 0),  # OpenNMT-py's RNN, no bridge
+        ("luong", "general", {"rnn_cell": "gru", "enc_bidirectional": True, "input_feeding": False}, 0),
     ],
 )
 def test_flop_model_matches_torch_flop_counter(arch, score, extra, bridge):

@@ -98,6 +98,12 @@ def test_check_model_config_rejects_what_does_not_apply():
         check_model_config(ModelConfig(arch="seq2seq", score="general"))
     with pytest.raises(HarnessError, match="attention_type 'local-m' does not apply"):
         check_model_config(ModelConfig(arch="bahdanau", attention_type="local-m"))
+    with pytest.raises(HarnessError, match="model.rnn_cell applies to model.arch 'luong' only"):
+        check_model_config(ModelConfig(arch="bahdanau", rnn_cell="lstm"))
+    with pytest.raises(HarnessError, match="model.enc_bidirectional applies to model.arch 'luong' only"):
+        check_model_config(ModelConfig(arch="gnmt", enc_bidirectional=True))
+    # a bidirectional luong encoder gives hidden_size / 2 per direction: dot products still apply
+    check_model_config(ModelConfig(arch="luong", score="dot", enc_bidirectional=True, hidden_size=8))
     # GNMT with one encoder layer: the bidirectional layer gives 2H-sized keys, so dot products do not apply
     with pytest.raises(HarnessError, match="same size"):
         check_model_config(ModelConfig(arch="gnmt", score="dot", hidden_size=8, enc_layers=1))
@@ -216,13 +222,15 @@ def expected_parameters(cfg: ModelConfig) -> int:
         W_init = linear(Hk, Hd)
         deep_output = linear(Hd, 2 * M) + linear(E, 2 * M, bias=False) + linear(Hk, 2 * M, bias=False)
         return emb + enc + cells + W_init + attention_params(cfg, Hk) + deep_output + linear(M, V_TGT)
-    if cfg.arch == "luong":  # LSTM encoder; LSTM decoder with input feeding [E y; h̃]; W_c
-        He = cfg.enc_hidden_size or Hd
-        enc = rnn(4, E, He) + (Le - 1) * rnn(4, He, He)
-        dec = rnn(4, E + (Hd if cfg.input_feeding else 0), Hd) + (Ld - 1) * rnn(4, Hd, Hd)
-        bridges = 0 if He == Hd else 2 * Ld * linear(He, Hd)
-        W_c = linear(He + Hd, Hd, bias=False)
-        return emb + enc + dec + bridges + attention_params(cfg, He) + W_c + linear(Hd, V_TGT)
+    if cfg.arch == "luong":  # LSTM (or GRU) encoder, uni (or bi); decoder with input feeding [E y; h̃]; W_c
+        g, dirs = (3 if cfg.rnn_cell == "gru" else 4), (2 if cfg.enc_bidirectional else 1)
+        He = cfg.enc_hidden_size or (Hd // dirs)
+        Hk = dirs * He
+        enc = dirs * rnn(g, E, He) + (Le - 1) * dirs * rnn(g, Hk, He)
+        dec = rnn(g, E + (Hd if cfg.input_feeding else 0), Hd) + (Ld - 1) * rnn(g, Hd, Hd)
+        bridges = 0 if Hk == Hd else (2 if g == 4 else 1) * Ld * linear(Hk, Hd)
+        W_c = linear(Hk + Hd, Hd, bias=False)
+        return emb + enc + dec + bridges + attention_params(cfg, Hk) + W_c + linear(Hd, V_TGT)
     if cfg.arch == "gnmt":  # bi LSTM bottom layer, uni layers above; every decoder layer reads [x; context]
         He = cfg.enc_hidden_size or Hd
         Hk = 2 * He if Le == 1 else He
@@ -249,6 +257,9 @@ def test_parameter_count_matches_the_formula(arch, score, attention_type):
         ("cgru", "dot", dict(enc_hidden_size=4, maxout_size=3)),
         ("luong", "additive", dict(enc_hidden_size=5, input_feeding=False)),
         ("luong", "cosine", dict(cosine_sharpening=2.0, attention_type="local-p")),
+        ("luong", "additive", dict(rnn_cell="gru", enc_bidirectional=True)),  # OpenNMT-py's default RNN
+        ("luong", "general", dict(enc_bidirectional=True, enc_hidden_size=3)),  # bi LSTM, bridged 6 -> 8
+        ("luong", "dot", dict(rnn_cell="gru", enc_layers=1, dec_layers=1)),
         ("gnmt", "general", dict(enc_layers=1, dec_layers=2, enc_hidden_size=5)),
         ("gnmt", "dot", dict(enc_layers=2, dec_layers=1)),
     ],
@@ -361,6 +372,7 @@ FUSED = [
     ("luong", "additive", "global", dict(input_feeding=False)),
     ("luong", "dot", "local-m", dict(input_feeding=False)),
     ("luong", "general", "local-p", dict(input_feeding=False)),
+    ("luong", "general", "global", dict(input_feeding=False, rnn_cell="gru", enc_bidirectional=True)),
     ("bahdanau", "additive", "global", {}),
     ("bahdanau", "location", "global", {}),
     ("bahdanau", "none", "global", {}),
@@ -374,6 +386,7 @@ FUSED = [
 STEPPED = [
     ("luong", "general", "global", dict(input_feeding=True)),
     ("luong", "dot", "local-p", dict(input_feeding=True)),
+    ("luong", "additive", "global", dict(input_feeding=True, rnn_cell="gru", enc_bidirectional=True)),
     ("gnmt", "additive", "global", {}),
     ("gnmt", "none", "global", {}),
 ]

@@ -317,3 +317,26 @@ def test_one_worker_samples_reproducibly_from_sampler_seed(tmp_path, sampler):
     assert draws(0) == first
     assert draws(0, done=4) != first  # resumed after 4 trials: fresh points
     assert draws(1) != first and draws(1) != draws(2)
+
+
+def test_keys_added_at_their_default_leave_the_base_config_digest_as_it_was(tmp_path):
+    """A study fingerprints its base config's resolved content; a key added later (DIGEST_NEUTRAL_AT_DEFAULT) at
+    its default must not change that digest, or every study created before it would refuse to resume."""
+    import hashlib
+    import json
+
+    from harness.config import DIGEST_NEUTRAL_AT_DEFAULT, to_dict
+    from harness.experiment import load_config
+    from harness.study.spec import _config_digest
+
+    base = tmp_path / "base.yaml"
+    base.write_text("model: {arch: luong, score: general}\n")
+    doc = to_dict(load_config(base))
+    for dotted in DIGEST_NEUTRAL_AT_DEFAULT:  # the content as it was before those keys existed
+        section, key = dotted.split(".")
+        del doc[section][key]
+    before = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert _config_digest(base) == before
+    changed = tmp_path / "gru.yaml"
+    changed.write_text("model: {arch: luong, score: general, rnn_cell: gru}\n")
+    assert _config_digest(changed) != before  # set away from its default, the key counts
