@@ -50,7 +50,7 @@ BEAM = 5
 
 def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     """Items of `--scaling`/`--scaling-base` that are config overrides (a dotted key: `model.emb_size=8`, which
-    argparse gives to the option before them) apart from the axis items."""
+    the command line gives to the option before them) apart from the axis items."""
     over = [i for i in items if "." in i.partition("=")[0]]
     return [i for i in items if i not in over], over
 
