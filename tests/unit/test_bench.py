@@ -4,6 +4,7 @@ JSON writing, log parsing. No timing assertions: speed is never a unit-test asse
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.bench.flops import Matmul, flops_per_target_token, model_matmuls, rnn_terms, score_terms
 from harness.bench.limit import compute_limit, time_matmul
-from harness.bench.peers.configs import joeynmt_config, opennmt_config
+from harness.bench.peers.configs import HARNESS_PRESET, harness_overrides, joeynmt_config, opennmt_config
 from harness.bench.peers.table import render_peers_table
 from harness.bench.peers.toolkits import (
     JOEY_PARAMS,
@@ -27,7 +28,7 @@ from harness.bench.peers.toolkits import (
 from harness.bench.throughput import bench_device, render_bench_table, write_bench
 from harness.config import ModelConfig
 from harness.data.batch import Batch
-from harness.models.seq2seq import ARCHS, build_model
+from harness.models.seq2seq import ARCHS, build_model, count_parameters
 
 
 # ------------------------------------------------------------------------------------------ FLOP model
@@ -231,6 +232,64 @@ def test_render_peers_table_ratios():
     assert row == "| train target tok/s | 1,000 | 2,000 | – | 0.50× | – |"
     assert "| BLEU greedy | 20.00 | 25.00 | – | 0.80× | – |" in md
     assert "joeynmt: error: joeynmt train failed" in md
+
+
+def test_render_peers_table_says_which_network_ran_and_compares_the_same_network():
+    def res(tps, network=None):
+        r = {"train_tokens_per_sec": tps, "params": 100, "greedy": {}, "beam5": {}}
+        return r | ({"network": network} if network else {})
+
+    doc = {
+        "machine": {},
+        "settings": {"steps": 200, "differences": "none"},
+        "reference": "",
+        "results": {
+            "harness": res(1000, "RNNsearch"),
+            "harness-onmt": res(1500, "OpenNMT-py's RNN"),
+            "opennmt": res(1000),
+            "joeynmt": res(500),
+        },
+    }
+    lines = render_peers_table(doc).splitlines()
+    head = next(line for line in lines if line.startswith("| metric"))
+    assert head == (
+        "| metric | harness | harness-onmt | opennmt | joeynmt | harness/opennmt | harness-onmt/opennmt "
+        "| harness/joeynmt |"
+    )
+    network = next(line for line in lines if line.startswith("| network"))
+    assert network.startswith("| network | RNNsearch | OpenNMT-py's RNN | its default RNN") and network.count("|") == 9
+    assert "| train target tok/s | 1,000 | 1,500 | 1,000 | 500 | 1.00× | 1.50× | 2.00× |" in lines
+
+
+def test_harness_onmt_is_opennmt_pys_network_to_the_parameter():
+    """`harness-onmt` counted against OpenNMT-py 3.5.1's RNN at opennmt_config's sizes, written out from its modules:
+    embeddings, a bidirectional nn.GRU encoder, a StackedGRU decoder cell on [E y; h̃] (input feeding),
+    GlobalAttention "mlp" (linear_context without bias, linear_query with, v without, linear_out with a bias for
+    mlp), and the generator. The one difference is linear_out's bias (our W_c has none)."""
+    from harness.experiment import load_config
+
+    onmt = opennmt_config(Path("d"), Path("w"), 10)
+    E, H = onmt["word_vec_size"], onmt["hidden_size"]
+    h = H // 2  # per direction
+    Vs, Vt = 101, 97
+
+    def gru(inp: int, hid: int) -> int:
+        return 3 * hid * (inp + hid) + 2 * 3 * hid
+
+    opennmt = (
+        Vs * E + Vt * E + 2 * gru(E, h) + gru(E + H, H) + (H * H) + (H * H + H) + H + (2 * H * H + H) + (H * Vt + Vt)
+    )
+    cfg = load_config(HARNESS_PRESET, harness_overrides(10, "harness-onmt"))
+    ours = count_parameters(build_model(cfg.model, Vs, Vt))
+    assert ours == opennmt - H and abs(ours - opennmt) / opennmt < 0.01
+    m = cfg.model
+    assert (m.arch, m.rnn_cell, m.enc_bidirectional, m.score, m.input_feeding) == (
+        "luong",
+        "gru",
+        True,
+        "additive",
+        True,
+    )
 
 
 # ------------------------------------------------------------------------------------- peers: logs, configs

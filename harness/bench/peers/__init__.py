@@ -1,6 +1,7 @@
 """`harness bench-peers`: OpenNMT-py 3.5.1, JoeyNMT 2.3.0 and this harness trained one after the other at
-one configuration (harness/bench/peers/configs.py), same data, same number of steps; training target tokens/s,
-peak resident memory, greedy and beam-5 decoding speed on test_2016_flickr, and test BLEU, every toolkit's
+one configuration (harness/bench/peers/configs.py), same data, same number of steps; the harness twice, as its
+own RNNsearch preset and as OpenNMT-py's network (`harness-onmt`: same parameters and matmuls); training target
+tokens/s, peak resident memory, greedy and beam-5 decoding speed on test_2016_flickr, and test BLEU, every toolkit's
 output scored by the same sacrebleu call against the same raw references.
 
 Everything the peers need lives under a cache folder (default ~/.cache/attention-harness/bench/peers/): one
@@ -36,7 +37,7 @@ from harness.paths import cache_dir
 
 def run_peers(
     steps: int = 880,
-    toolkits: list[str] | tuple[str, ...] = ("harness", "opennmt", "joeynmt"),
+    toolkits: list[str] | tuple[str, ...] = ("harness", "harness-onmt", "opennmt", "joeynmt"),
     cache: str | Path | None = None,
     decode_sentences: int = 0,
     skip_install: bool = False,
@@ -76,6 +77,7 @@ def run_peers(
     }
     runners = {
         "harness": lambda: run_harness(root, steps, data, refs),
+        "harness-onmt": lambda: run_harness(root, steps, data, refs, "harness-onmt"),
         "opennmt": lambda: run_opennmt(pythons["opennmt"], root, dpath, steps, data, refs),
         "joeynmt": lambda: run_joeynmt(pythons["joeynmt"], root, dpath, steps, data, refs),
     }

@@ -19,6 +19,31 @@ from pathlib import Path
 
 HARNESS_PRESET = "experiments/bahdanau2015_multi30k.yaml"
 
+# The harness runs twice: its own preset, and the preset turned into OpenNMT-py's network (opennmt_config below):
+# `luong` with a bidirectional GRU encoder (256 per direction), a GRU decoder of 512 reading [E y_{t-1}; h̃_{t-1}]
+# (input feeding), MLP (additive) attention from the new state, h̃_t = tanh(W[c_t; s_t]), the decoder started from
+# the encoder's final states with both directions concatenated (no bridge). Same sizes, same matmuls: the
+# parameter counts differ by the 512 biases of OpenNMT-py's linear_out (tests/unit/test_bench.py counts both).
+NETWORKS = {
+    "harness": ("RNNsearch: the bahdanau2015 preset", []),
+    "harness-onmt": (
+        "OpenNMT-py's RNN (luong, bi-GRU 2×256, GRU 512, input feeding, MLP attention)",
+        [
+            "model.arch=luong",
+            "model.rnn_cell=gru",
+            "model.enc_bidirectional=true",
+            "model.score=additive",
+            "model.attention_type=global",
+            "model.input_feeding=true",
+            "model.enc_layers=1",
+            "model.dec_layers=1",
+            "model.emb_size=256",
+            "model.hidden_size=512",
+            "model.enc_hidden_size=256",
+        ],
+    ),
+}
+
 
 def log_every(steps: int) -> int:
     """Log training speed every 50 steps (at least 4 windows for short runs: the first is warm-up)."""
@@ -157,9 +182,11 @@ def joeynmt_config(
     }
 
 
-def harness_overrides(steps: int) -> list[str]:
-    """The harness side: the bahdanau2015 preset for exactly `steps` steps, validated once at the end."""
+def harness_overrides(steps: int, network: str = "harness") -> list[str]:
+    """The harness side: the bahdanau2015 preset (as `network`, a key of NETWORKS) for exactly `steps` steps,
+    validated once at the end."""
     return [
+        *NETWORKS[network][1],
         f"train.max_steps={steps}",
         "train.max_epochs=-1",
         f"train.val_every={steps}",

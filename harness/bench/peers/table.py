@@ -22,10 +22,20 @@ ROWS = [
 ]
 
 
+OURS = ("harness", "harness-onmt")
+PEERS = ("opennmt", "joeynmt")
+# the ratio columns: each harness network against each peer; `harness-onmt` is OpenNMT-py's own network
+RATIOS = [("harness", "opennmt"), ("harness-onmt", "opennmt"), ("harness", "joeynmt")]
+OWN_NETWORK = {
+    "opennmt": "its default RNN (bi-GRU 2×256, GRU 512, input feeding, MLP attention)",
+    "joeynmt": "its recurrent model (bi-GRU 2×256, GRU 512, input feeding, Bahdanau attention, bridge)",
+}
+
+
 def render_peers_table(doc: dict) -> str:
-    names = [n for n in ("harness", "opennmt", "joeynmt") if n in doc["results"]]
-    peers = [n for n in names if n != "harness"]
-    head = ["metric"] + names + [f"ours/{p}" for p in peers if "harness" in names]
+    names = [n for n in (*OURS, *PEERS) if n in doc["results"]]
+    ratios = [(a, b) for a, b in RATIOS if a in names and b in names]
+    head = ["metric"] + names + [f"{a}/{b}" for a, b in ratios]
     lines = [
         f"# harness bench-peers: {doc['settings']['steps']} steps, Multi30k de→en",
         "",
@@ -36,14 +46,15 @@ def render_peers_table(doc: dict) -> str:
         "",
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 1),
+        "| network | "
+        + " | ".join(doc["results"][n].get("network") or OWN_NETWORK.get(n, "–") for n in names)
+        + " |" * (len(ratios) + 1),
     ]
     for label, get, digits, _ in ROWS:
         vals = {n: (get(doc["results"][n]) if not doc["results"][n].get("error") else None) for n in names}
         cells = [label] + [("–" if vals[n] is None else f"{vals[n]:,.{digits}f}") for n in names]
-        if "harness" in names:
-            for p in peers:
-                a, b = vals["harness"], vals[p]
-                cells.append(f"{a / b:.2f}×" if a is not None and b else "–")
+        for a, b in ratios:
+            cells.append(f"{vals[a] / vals[b]:.2f}×" if vals[a] is not None and vals[b] else "–")
         lines.append("| " + " | ".join(cells) + " |")
     for n in names:
         if doc["results"][n].get("error"):
@@ -70,8 +81,10 @@ def render_peers_table(doc: dict) -> str:
 
 
 DIFFERENCES = (
-    "the harness side is experiments/bahdanau2015_multi30k.yaml, the paper's RNNsearch decoder (attention "
-    "from s_{i-1}, the context fed into the GRU, a 256-unit maxout deep output, s_0 = tanh(W_s h̄_1^←)), "
+    "`harness-onmt` is OpenNMT-py's network (same parameters to OpenNMT-py's 512 linear_out biases, same matmuls); "
+    "JoeyNMT's Bahdanau-attention input-feeding decoder has no harness equivalent yet, so it is compared with the "
+    "harness's own preset only. `harness` is experiments/bahdanau2015_multi30k.yaml, the paper's RNNsearch decoder "
+    "(attention from s_{i-1}, the context fed into the GRU, a 256-unit maxout deep output, s_0 = tanh(W_s h̄_1^←)), "
     "while OpenNMT-py and JoeyNMT run a Luong-style input-feeding decoder (GRU first, MLP attention on the "
     "new state, h̃ = tanh(W[c; s]) fed to the next step, softmax over W_o h̃ with 512 inputs); parameter "
     "initialisation is each toolkit's default (OpenNMT-py uniform ±0.1, JoeyNMT Xavier, the harness "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.bench.peers.configs import HARNESS_PRESET, harness_overrides, joeynmt_config, opennmt_config
+from harness.bench.peers.configs import HARNESS_PRESET, NETWORKS, harness_overrides, joeynmt_config, opennmt_config
 from harness.bench.peers.measure import Measured, check, run_measured, say
 from harness.errors import HarnessError
 from harness.io import atomic_write_text
@@ -225,15 +225,15 @@ def _decoded(hyp: Path, data, refs: list[str], n: int, seconds: float | None, m:
     }
 
 
-def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
+def run_harness(root: Path, steps: int, data, refs: list[str], network: str = "harness") -> dict:
     import json
 
     from harness.config import replace
     from harness.decode.evaluate import decode_split
     from harness.runs.layout import load_module
 
-    work = root / "runs" / "harness"
-    say(f"harness: training {steps} steps ({HARNESS_PRESET}) ...")
+    work = root / "runs" / network
+    say(f"{network}: training {steps} steps ({HARNESS_PRESET} as {NETWORKS[network][0]}) ...")
     tr = check(
         run_measured(
             [
@@ -242,18 +242,19 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
                 "harness.cli",
                 "train",
                 HARNESS_PRESET,
-                *harness_overrides(steps),
+                *harness_overrides(steps, network),
                 "--output",
                 str(work),
                 "--overwrite",
                 "--quiet",
             ],
-            root / "runs" / "harness-train.log",
+            root / "runs" / f"{network}-train.log",
         ),
         "harness train",
     )
     metrics = json.loads((work / "metrics.json").read_text())
     result = {
+        "network": NETWORKS[network][0],
         "train_tokens_per_sec": metrics.get("train_tokens_per_sec"),
         "peak_rss_mb": tr.peak_rss_mb,
         "peak_tree_rss_mb": tr.peak_tree_rss_mb,
@@ -261,7 +262,7 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
         "params": metrics.get("params"),
         "checkpoint": str(work / "checkpoints"),
     }
-    say(f"harness: {result['train_tokens_per_sec'] or 0:,.0f} target tok/s")
+    say(f"{network}: {result['train_tokens_per_sec'] or 0:,.0f} target tok/s")
     module = load_module(work, "last")  # the weights after exactly `steps` steps, like the peers
     cfg = module.cfg
     split = data.splits[data.corpus.test_split]
@@ -269,7 +270,7 @@ def run_harness(root: Path, steps: int, data, refs: list[str]) -> dict:
         raise HarnessError(f"{work}: its vocabulary differs from the one just built; rerun bench-peers")
     n = len(refs)
     for label, beam in (("greedy", 1), ("beam5", 5)):
-        say(f"harness: decoding test ({label}) ...")
+        say(f"{network}: decoding test ({label}) ...")
         # 64 sentences a batch, as for the peers, and no length or coverage penalty
         changes = {"decode.batch_size": 64 * beam, "decode.length_penalty_alpha": 0.0}
         cfg = replace(cfg, changes | {"decode.coverage_penalty_beta": 0.0})
