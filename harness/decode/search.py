@@ -110,6 +110,7 @@ def beam_search(
     n_best: int = 1,
     early_stop: bool = True,
     penalty_mode: str = "fairseq",
+    first_step_once: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search: B sentences × K beams decode as one (B·K) batch.
 
@@ -128,6 +129,8 @@ def beam_search(
       log-probability and both modes rank alike; the 1-best can still differ where `fairseq` stopped at K
       finished hypotheses while a more probable one was alive (`gnmt` then finds it; tests check it is never
       worse).
+    The first step runs one row per sentence (`first_step_once`; False computes the K identical rows, for the test
+    that both give the same output).
     Returns the n_best finished hypotheses per sentence, best first.
     """
     if penalty_mode not in ("fairseq", "gnmt"):
@@ -137,10 +140,10 @@ def beam_search(
     bound = early_stop and not alpha and not beta and not gnmt
     device = batch.src.device
     B, S = batch.src.size(0), batch.src.size(1)
-    memory, state = model.start(batch.src, batch.src_lengths)
+    memory_1, state_1 = model.start(batch.src, batch.src_lengths)  # one row per sentence
     rep = torch.arange(B, device=device).repeat_interleave(K)
-    memory = memory.select(rep)
-    state = tuple(s.index_select(0, rep) for s in state)
+    memory = memory_1.select(rep)
+    state = tuple(s.index_select(0, rep) for s in state_1)
     limits = max_lengths(batch.src_lengths, max_len_ratio, max_len_add).to(device)  # (B,)
     limit_list = limits.tolist()
     # Sentences that are done leave the batch: `alive` holds the original index of each sentence still
@@ -156,7 +159,15 @@ def beam_search(
     coverage = batch.src.new_zeros(B * K, S, dtype=torch.float) if gnmt and beta else None  # Σ attention so far
     in_beam = torch.full((B, K), float("-inf"), device=device)  # gnmt: normalised scores of finished slots
     for t in range(int(limits.max())):
-        logp, state, w = model.step(y, state, memory, t)  # (Ba·K, V)
+        if t == 0 and first_step_once:
+            # before the first step the K beams of a sentence are one hypothesis (same state, same <s>): compute
+            # one row per sentence and copy it K times (exact: the same row, computed once)
+            logp, state, w = model.step(y[::K], state_1, memory_1, t)
+            logp = logp.repeat_interleave(K, 0)
+            w = w.repeat_interleave(K, 0) if w is not None else None
+            state = tuple(s.repeat_interleave(K, 0) for s in state)
+        else:
+            logp, state, w = model.step(y, state, memory, t)  # (Ba·K, V)
         Ba, V = alive.numel(), logp.size(1)
         logp = logp.view(Ba, K, V)
         force_end = ((t + 1) >= limits[alive]).view(Ba, 1, 1)

@@ -189,6 +189,8 @@ def test_finished_sentences_leave_the_batch(arch, score, attention_type):
     assert rows[-1] < rows[0] == len(SOURCES)
     rows.clear()
     beam_search(model, batch_of(SOURCES), beam=3)
+    assert rows[0] == len(SOURCES)  # step 0: one row per sentence (its K beams are identical)
+    rows = rows[1:]
     assert all(r % 3 == 0 for r in rows) and rows == sorted(rows, reverse=True)
     assert rows[-1] < rows[0] == 3 * len(SOURCES)
 
@@ -466,3 +468,23 @@ def test_forced_attention_extra_step_is_the_step_fed_eos():
             for t, y in enumerate([2, *targets[b], EOS_ID]):  # <s>, the words, </s>
                 _, state, w = model.step(torch.tensor([y]), state, memory, t)
         np.testing.assert_allclose(e[-1], w[0].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
+@pytest.mark.parametrize("penalty_mode", ["fairseq", "gnmt"])
+def test_beam_first_step_once_per_sentence_is_exact(arch, score, attention_type, penalty_mode):
+    """The K identical rows of step 0 computed once per sentence: the same tokens, scores and attention, bit for bit,
+    as computing all K (with penalties, so that coverage takes step 0's attention too)."""
+    model = make_model(arch, score, attention_type)
+    rows = _recording_rows(model)
+    kw = dict(beam=4, n_best=4, alpha=0.6, beta=0.2 * model.has_attention, penalty_mode=penalty_mode)
+    once = beam_search(model, batch_of(SOURCES), **kw)
+    assert rows[0] == len(SOURCES) and rows[1] == 4 * len(SOURCES)
+    every = beam_search(model, batch_of(SOURCES), **kw, first_step_once=False)
+    for a, b in zip(once, every):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == [h.score for h in b]
+        for x, y in zip(a, b):
+            assert (x.attention is None) == (y.attention is None)
+            if x.attention is not None:
+                assert np.array_equal(x.attention, y.attention)
