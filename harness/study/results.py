@@ -192,13 +192,16 @@ def _seed(run: Path):
 @dataclass
 class Verdict:
     claim: str
-    verdict: str  # reproduced | not reproduced | not testable at this scale | not run yet
+    verdict: str  # reproduced | not reproduced | not testable at this scale | too few seeds yet | not run yet
     why: str
 
 
 def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sum(vals) / len(vals) if vals else None
+
+
+MIN_SEEDS = 2  # never fewer than 2 seeds behind a verdict (a claim may say `min_seeds` where its study has one)
 
 
 def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict], symmetrised=None) -> list[Verdict]:
@@ -218,6 +221,13 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             reason = m.get(STOP_REASON) or "before the stopping rule"
             why = f"{len(budget)} run(s) stopped by their budget, e.g. {n} seed {m.get('seed')} ({reason})"
             out.append(Verdict(claim["claim"], "not testable at this scale", why))
+            continue
+        need = int(claim.get("min_seeds", MIN_SEEDS))
+        few = [(n, len({_seed(r) for r in rs})) for n, rs in runs.items() if len({_seed(r) for r in rs}) < need]
+        if few:
+            n, k = few[0]
+            why = f"{n} has {k} seed(s) finished; a verdict waits for {need} seeds per row"
+            out.append(Verdict(claim["claim"], "too few seeds yet", why))
             continue
         mean = {n: _mean([_metrics(r).get(claim.get("metric", "bleu")) for r in rs]) for n, rs in runs.items()}
         kind = claim["kind"]

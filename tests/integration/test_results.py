@@ -61,6 +61,13 @@ def test_collect_then_build_from_results_alone(tmp_path):
             rows["RNNencdec (bahdanau, attention off)"].append(t)
             _set(t, bleu=20.0)
         del arch
+    first_claim = verdicts("bahdanau2015", rows, [])[0]  # one seed per row: no verdict yet
+    assert first_claim.verdict == "too few seeds yet" and "has 1 seed(s) finished" in first_claim.why
+    for runs in rows.values():  # a second seed of each row
+        twin = runs[0].parent / f"{runs[0].name}-seed2"
+        shutil.copytree(runs[0], twin)
+        _set(twin, seed=2)
+        runs.append(twin)
     (first_claim, second) = verdicts("bahdanau2015", rows, [])
     assert first_claim.verdict == "reproduced" and "BLEU 30.00 vs 20.00" in first_claim.why
     assert second.verdict == "not run yet"  # the seq2seq row was left out of `rows`
