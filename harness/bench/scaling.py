@@ -28,6 +28,7 @@ from pathlib import Path
 from harness.bench.flops import flops_per_target_token, model_matmuls
 from harness.bench.limit import compute_limit
 from harness.bench.machine import load_average, log, machine_info
+from harness.bench.throughput import optimizer_step, preset_path
 from harness.errors import HarnessError
 from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
@@ -46,6 +47,7 @@ LABELS = {
     "hidden": "hidden size",
 }
 BEAM = 5
+MIN_VOCAB = 8
 
 
 def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
@@ -79,7 +81,7 @@ def parse_values(items: list[str], what: str, single: bool = False) -> dict[str,
 def _point_config(preset: str, point: dict, overrides: list[str]):
     from harness.experiment import load_config
 
-    path = PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml"
+    path = preset_path(preset)
     cfg = load_config(path, list(overrides) + ["tracking.wandb.mode=disabled"])
     m = cfg.model
     H = point["hidden"] or m.hidden_size
@@ -107,8 +109,6 @@ def measure_point(preset: str, point: dict, steps: int, warmup: int, overrides: 
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     B, S, V = point["batch"], point["src_len"], point["vocab"]
-    if V < 8:
-        raise HarnessError(f"vocab {V}: expected at least 8 (4 special tokens and some words)")
     itos = [f"w{i}" for i in range(V)]
     module = TranslationModule.build(cfg, itos, itos)
     module.train()
@@ -124,12 +124,7 @@ def measure_point(preset: str, point: dict, steps: int, warmup: int, overrides: 
     seconds, tokens = 0.0, 0
     for step in range(warmup + steps):
         t0 = time.perf_counter()
-        loss, n_tokens = module.loss(batch, cfg.train.teacher_forcing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        opt.step()
+        _, n_tokens = optimizer_step(module, opt, params, batch, cfg)
         if step >= warmup:
             seconds += time.perf_counter() - t0
             tokens += n_tokens
@@ -194,9 +189,11 @@ def run_scaling(
     output: Path,
     overrides: list[str],
 ) -> dict:
-    if not (PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml").is_file():
-        raise HarnessError(f"--archs: no preset experiments/{preset}_multi30k.yaml")
+    preset_path(preset)
     base = {**BASE, **base}
+    vocabs = [base["vocab"], *axes.get("vocab", [])]
+    if min(vocabs) < MIN_VOCAB:  # before any worker starts: a one-line error, not a failed subprocess
+        raise HarnessError(f"vocab {min(vocabs)}: expected at least {MIN_VOCAB} (4 special tokens and some words)")
     doc = {
         "machine": machine_info(),
         "settings": {

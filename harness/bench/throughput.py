@@ -18,6 +18,7 @@ The FLOP model is harness/bench/flops.py, the limit harness/bench/limit.py, `--p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -37,6 +38,29 @@ from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT
 
 PRESETS = ["seq2seq", "seq2seq_attn", "bahdanau2015", "cgru", "luong2015", "gnmt2016"]
+
+
+def preset_path(preset: str) -> Path:
+    """experiments/<preset>_multi30k.yaml, or a one-line error naming the presets there are."""
+    path = PROJECT_ROOT / "experiments" / f"{preset}_multi30k.yaml"
+    if not path.is_file():
+        raise HarnessError(f"--archs: no preset experiments/{preset}_multi30k.yaml (choose from {', '.join(PRESETS)})")
+    return path
+
+
+def optimizer_step(module, opt, params, batch, cfg, autocast=contextlib.nullcontext):
+    """One training step as `harness train` takes it: the loss (under `autocast`), backward, the config's gradient
+    clipping, the optimizer step. Returns the loss and the batch's target tokens."""
+    import torch
+
+    with autocast():
+        loss, n_tokens = module.loss(batch, cfg.train.teacher_forcing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.train.grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+    opt.step()
+    return loss, n_tokens
 
 
 def _fmt(x, digits: int = 0, unit: str = "") -> str:
@@ -188,14 +212,7 @@ def bench_preset(
 
     def train_step():
         """One optimizer step on the next batch (a timed step includes fetching and moving the batch)."""
-        with autocast():
-            loss, n_tokens = module.loss(next(batches).to(device), cfg.train.teacher_forcing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        opt.step()
-        return loss, n_tokens
+        return optimizer_step(module, opt, params, next(batches).to(device), cfg, autocast)
 
     total = warmup + repeats * steps
     windows: list[dict] = []
@@ -328,8 +345,7 @@ def run_bench(
     decode_after: int = 0,
 ) -> dict:
     for p in presets:
-        if not (PROJECT_ROOT / "experiments" / f"{p}_multi30k.yaml").is_file():
-            raise HarnessError(f"--archs: no preset experiments/{p}_multi30k.yaml (choose from {', '.join(PRESETS)})")
+        preset_path(p)
     doc = {
         "machine": machine_info(),
         "settings": {

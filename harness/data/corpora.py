@@ -61,7 +61,7 @@ def read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise HarnessError(f"data file {path}: not found")
     st = path.stat()
-    return list(_read_lines(path.resolve(), st.st_size, st.st_mtime_ns))
+    return list(_read_lines(path, st.st_size, st.st_mtime_ns))  # keyed by the path as given: messages name it
 
 
 @functools.lru_cache(maxsize=16)

@@ -149,14 +149,15 @@ def build_seq2seq_attn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2
     return Seq2Seq(enc, dec, tgt_vocab)
 
 
-def _bi_gru_encoder(cfg: ModelConfig, src_vocab: int) -> RNNEncoder:
-    """RNNsearch's bidirectional GRU encoder (Bahdanau et al. 2015 App. A.2.1), also the cgru's."""
+def _bi_encoder(cfg: ModelConfig, src_vocab: int, cell: str = "gru") -> RNNEncoder:
+    """RNNsearch's bidirectional GRU encoder (Bahdanau et al. 2015 App. A.2.1), also the cgru's (and, with
+    model.enc_bidirectional, luong's)."""
     return RNNEncoder(
         src_vocab,
         cfg.emb_size,
         _enc_hidden(cfg, True),
         cfg.enc_layers,
-        "gru",
+        cell,
         "all",
         cfg.dropout,
         reverse_source=cfg.reverse_source,
@@ -167,7 +168,7 @@ def _bi_gru_encoder(cfg: ModelConfig, src_vocab: int) -> RNNEncoder:
     "bahdanau", "Bahdanau et al. 2015 RNNsearch (BiGRU, additive attention from s_{i-1}, maxout)", query_lag=2
 )
 def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = _bi_gru_encoder(cfg, src_vocab)
+    enc = _bi_encoder(cfg, src_vocab)
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
     maxout = cfg.maxout_size or cfg.hidden_size // 2
     dec = BahdanauDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, attn, enc.output_size, maxout, cfg.dropout)
@@ -176,7 +177,7 @@ def build_bahdanau(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 
 @register_arch("cgru", "Sennrich et al. 2017 Nematus conditional GRU (BiGRU, attention after a first GRU read y_{j-1})")
 def build_cgru(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    enc = _bi_gru_encoder(cfg, src_vocab)
+    enc = _bi_encoder(cfg, src_vocab)
     attn = build_attention(cfg.score, "global", cfg.hidden_size, enc.output_size, cfg)
     maxout = cfg.maxout_size or cfg.hidden_size // 2
     dec = ConditionalGRUDecoder(tgt_vocab, cfg.emb_size, cfg.hidden_size, attn, enc.output_size, maxout, cfg.dropout)
@@ -190,19 +191,7 @@ def build_cgru(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 )
 def build_luong(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     cell = cfg.rnn_cell or "lstm"  # model.rnn_cell / enc_bidirectional: OpenNMT-py's RNN (not Luong 2015)
-    if cfg.enc_bidirectional:
-        enc = RNNEncoder(
-            src_vocab,
-            cfg.emb_size,
-            _enc_hidden(cfg, True),
-            cfg.enc_layers,
-            cell,
-            "all",
-            cfg.dropout,
-            reverse_source=cfg.reverse_source,
-        )
-    else:
-        enc = _uni_encoder(cfg, src_vocab, cell)
+    enc = _bi_encoder(cfg, src_vocab, cell) if cfg.enc_bidirectional else _uni_encoder(cfg, src_vocab, cell)
     attn = build_attention(cfg.score, cfg.attention_type, cfg.hidden_size, enc.output_size, cfg)
     dec = _luong_decoder(cfg, tgt_vocab, enc, cell, attn, cfg.input_feeding)
     return Seq2Seq(enc, dec, tgt_vocab)

@@ -58,6 +58,7 @@ def test_scaling_refuses_unknown_axes_and_values(tmp_path):
         (["--scaling", "length=4"], "expected one of src_len, batch, vocab, hidden"),
         (["--scaling", "batch=a"], "values must be integers"),
         (["--scaling", "src_len", "--scaling-base", "batch=4,8"], "expected one value, e.g. batch=32"),
+        (["--scaling", "vocab=4,16"], "vocab 4: expected at least 8"),  # before any worker process starts
     ):
         r = run_cli("bench", *args, "--output", str(tmp_path / "x"))
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
