@@ -39,6 +39,9 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"  # best.ckpt (the best validation by the stopping rule's metric), last.ckpt
 LOG_FILE = Path("logs") / "metrics.csv"  # Lightning's CSVLogger
+# the rows logged before a resume, kept on disk while the resumed run trains (Lightning's CSVLogger deletes
+# metrics.csv as it starts; they go back into it when the run ends), so a run killed again loses none of them
+LOG_BEFORE_RESUME = Path("logs") / "metrics.before-resume.csv"
 ATTENTION = "attention"
 PARTIAL = ".partial"  # RUN_DIR.partial/: the run while it trains
 LOCK_FILE = ".lock"  # RUN_DIR.partial/.lock, held (flock) by the process training into it

@@ -20,6 +20,7 @@ from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.metrics import keys
 from harness.runs.layout import (
     CONFIG_FILE,
+    LOG_BEFORE_RESUME,
     LOG_FILE,
     METRICS_FILE,
     RunDir,
@@ -43,12 +44,37 @@ def _csv_rows(path: Path, before_step: int) -> list[dict]:
         return [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) < before_step]
 
 
+def _write_csv_rows(path: Path, rows: list[dict]) -> list[str]:
+    """Write `rows` as a CSV file at once (atomically), columns sorted like Lightning's writer. Returns them."""
+    import csv
+    import io
+
+    fields = sorted({k for r in rows for k in r if k is not None})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    return fields
+
+
+def _rows_before_resume(work: Path, resumed_step: int) -> list[dict]:
+    """Every row logged before step `resumed_step`, also across several kills: the rows an earlier resume kept
+    aside (LOG_BEFORE_RESUME, there when that resumed run was killed before it put them back) and then the rows
+    metrics.csv has from after them. Written to LOG_BEFORE_RESUME before Lightning deletes metrics.csv."""
+    kept = _csv_rows(work / LOG_BEFORE_RESUME, before_step=resumed_step)
+    after = max((int(r["step"]) for r in kept), default=-1)  # metrics.csv may hold them again: put back, not removed
+    rows = kept + [r for r in _csv_rows(work / LOG_FILE, before_step=resumed_step) if int(r["step"]) > after]
+    if rows:
+        _write_csv_rows(work / LOG_BEFORE_RESUME, rows)
+    return rows
+
+
 def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, int] | None = None) -> None:
     """logs/metrics.csv of a resumed run = the rows before the resume + the rows the resumed run logged.
     at=(step, epoch): the newer rows were logged by a launcher process whose loop counters are 0 (the final
     validation after a ddp_spawn fit): give them the real step and epoch."""
     import csv
-    import io
 
     newer: list[dict] = []
     if path.is_file():
@@ -59,12 +85,7 @@ def _prepend_csv_rows(path: Path, rows: list[dict], csv_logger, at: tuple[int, i
             r["step"], r["epoch"] = str(at[0]), str(at[1])
     experiment = csv_logger.experiment  # a writer Lightning creates now deletes metrics.csv: let it, before we write
     # sorted like Lightning's writer, which keeps appending (e.g. the final validation) with these keys
-    fields = sorted({k for r in rows + newer for k in r if k is not None})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows + newer)
-    atomic_write_text(path, buf.getvalue())
+    fields = _write_csv_rows(path, rows + newer)
     # Lightning's writer must know every column of the file now, or rewriting it with a new column (the final
     # validation's val_* keys after a resumed fit) fails on the training columns ("dict contains fields not in
     # fieldnames")
@@ -147,7 +168,7 @@ def train(
         earlier_log: list[dict] = []
         if ckpt_path:
             resumed_step = load_checkpoint(last)["global_step"]  # refuses a truncated or code-carrying file
-            earlier_log = _csv_rows(csv_log, before_step=resumed_step)  # Lightning's CSVLogger deletes the file
+            earlier_log = _rows_before_resume(work, resumed_step)  # Lightning's CSVLogger deletes metrics.csv
         t0 = time.perf_counter()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -166,6 +187,7 @@ def train(
         finally:
             if earlier_log:
                 _prepend_csv_rows(csv_log, earlier_log, loggers[0])
+                (work / LOG_BEFORE_RESUME).unlink(missing_ok=True)
         train_time = time.perf_counter() - t0
         if trainer.interrupted:
             raise KeyboardInterrupt

@@ -17,7 +17,8 @@ What is bit-exact after a resume (CPU, same seed, `train.accelerator=cpu` so Lig
 So the final steps, val_ppl, val BLEU, test BLEU/chrF/AER and test.hyp equal those of an uninterrupted run
 (the data-order and RNG fixes were each checked by reverting them: the SIGKILL test then fails).
 logs/metrics.csv keeps the rows logged before the resume (Lightning's CSVLogger deletes an existing file as it
-starts; harness/runs/run.py puts them back), so every validation row equals the uninterrupted run's; after a Ctrl-C
+starts; harness/runs/run.py keeps them in logs/metrics.before-resume.csv and puts them back, also when the resumed
+run is killed again), so every validation row equals the uninterrupted run's; after a Ctrl-C
 the train_loss row of the step that was interrupted is missing (Lightning had not logged it yet).
 What is not equal: wall-clock numbers (train_time_s, train_tokens_per_sec, decode speed, peak_rss_mb). The W&B
 run after a resume continues the same run id (tests/integration/test_wandb.py).
@@ -71,11 +72,12 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def _start_paused(out: Path, pause: Path, stderr: Path, *extra: str) -> subprocess.Popen:
-    """`harness train` in a subprocess that stops at optimizer step PAUSE_AT until pause/go exists
+def _start_paused(out: Path, pause: Path, stderr: Path, *extra: str, at: int | None = None) -> subprocess.Popen:
+    """`harness train` in a subprocess that stops at optimizer step `at` (PAUSE_AT) until pause/go exists
     (tests/integration/paused_train.py); its stderr goes to the file `stderr`."""
     env = {**os.environ, "WANDB_SILENT": "true"}
-    argv = [sys.executable, "-m", "tests.integration.paused_train", str(PAUSE_AT), str(pause), *_cmd(out, *extra)]
+    at = PAUSE_AT if at is None else at
+    argv = [sys.executable, "-m", "tests.integration.paused_train", str(at), str(pause), *_cmd(out, *extra)]
     with open(stderr, "w") as err:
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
 
@@ -170,6 +172,31 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, capsys, refer
     assert status == -signal.SIGKILL
     assert step == 20  # killed at step 23: the resume starts from the last checkpoint, the validation of step 20
     _assert_same_as(reference, run, step)
+
+
+@pytest.mark.slow
+def test_killed_again_after_a_resume_keeps_every_logged_row(tmp_path, capsys, reference):
+    """SIGKILL, resume, SIGKILL again while the resumed run trains, resume: logs/metrics.csv still has every
+    validation of the uninterrupted run. (The rows from before the first resume live only on disk in
+    logs/metrics.before-resume.csv while the resumed run trains: Lightning deletes metrics.csv as it starts.)"""
+    out, partial = tmp_path / "run", tmp_path / "run.partial"
+    for attempt, (at, resume) in enumerate([(PAUSE_AT, ()), (PAUSE_AT + 20, ("--resume",))]):
+        pause = tmp_path / f"pause{attempt}"
+        pause.mkdir()
+        proc = _start_paused(out, pause, tmp_path / f"stderr{attempt}.txt", *STEPS, *resume, at=at)
+        try:
+            _wait_for(pause / "paused", proc)
+            proc.kill()
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert _step(partial / "checkpoints" / "last.ckpt") == 40  # the second kill: after the validation of step 40
+    assert (partial / "logs" / "metrics.before-resume.csv").is_file()  # the rows before step 20, kept aside
+    assert main([*_cmd(out, *STEPS), "--resume"]) == 0, capsys.readouterr().err
+    assert not (out / "logs" / "metrics.before-resume.csv").exists()  # put back into metrics.csv
+    _assert_same_as(reference, out, 40)
 
 
 @pytest.mark.slow
