@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from harness.data.tokenize import PAD_ID
 from harness.metrics.keys import MODE, VALIDATION
@@ -55,6 +55,35 @@ class ThroughputMeter(pl.Callback):
     @property
     def peak_rss_mb(self) -> float:
         return peak_rss_mb()
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """best.ckpt / last.ckpt, whose state follows the run directory when it moves: a study hands a killed trial's
+    directory to the trial that resumes it (trials/0.partial -> trials/1.partial). Lightning restores the best
+    score and paths only when the saved dirpath equals today's; otherwise the first validation after the move
+    would replace best.ckpt with whatever it scored, better or not."""
+
+    def _generate_state_key(self, **kwargs) -> str:
+        return f"ModelCheckpoint{kwargs!r}"  # Lightning's own key: checkpoints saved before this class resume
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+
+            def moved(path):
+                return new + path[len(old) :] if isinstance(path, str) and path.startswith(old) else path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": new,
+                **{
+                    k: moved(state_dict[k])
+                    for k in ("best_model_path", "kth_best_model_path", "last_model_path")
+                    if k in state_dict
+                },
+                "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)
 
 
 class SignalCheckpoint(pl.Callback):

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from harness.config import ExperimentConfig
 from harness.metrics.keys import MODE
@@ -17,6 +16,7 @@ from harness.train.callbacks import (
     DistributedShutdown,
     FinalCheckpoint,
     ResumeState,
+    RunCheckpoint,
     SignalCheckpoint,
     StoppingRule,
     ThroughputMeter,
@@ -29,7 +29,7 @@ class Training:
     """A Trainer and the callbacks whose state the run reads when fit() returns."""
 
     trainer: pl.Trainer
-    best: ModelCheckpoint  # best.ckpt
+    best: RunCheckpoint  # best.ckpt
     meter: ThroughputMeter
     history: ValidationHistory
     rule: StoppingRule | None  # train.early_stopping > 0
@@ -58,7 +58,7 @@ def make_trainer(
     ckpt_dir = Path(checkpoints)
     last = ckpt_dir / "last.ckpt"
     monitor = cfg.train.early_stopping_metric  # best.ckpt = the best validation by the stopping rule's metric
-    best = ModelCheckpoint(
+    best = RunCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
         monitor=monitor,

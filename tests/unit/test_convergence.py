@@ -45,3 +45,37 @@ def test_summary_is_converged_only_when_the_stopping_rule_ended_training():
         assert summary(HISTORY, "val_ppl", budget)["converged"] is False
     empty = summary([], "val_bleu", "max_steps")
     assert empty["best_step"] is None and empty["val_metric_slope"] is None and empty["converged"] is False
+
+
+def test_best_checkpoint_state_follows_a_moved_run_directory(tmp_path):
+    """A study resumes a killed trial in the directory it renames (trials/0.partial -> trials/1.partial): the best
+    score comes back with the state, so a worse validation after the move does not replace best.ckpt (Lightning's
+    ModelCheckpoint drops the score when the dirpath differs, and would)."""
+    from types import SimpleNamespace
+
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from harness.train.callbacks import RunCheckpoint
+
+    def checkpoint(cls, folder):
+        return cls(dirpath=tmp_path / folder, filename="best", monitor="val_ppl", mode="min", save_top_k=1)
+
+    before = checkpoint(RunCheckpoint, "0.partial")
+    best = str(tmp_path / "0.partial" / "best.ckpt")
+    before.best_model_score, before.best_model_path = torch.tensor(12.0), best
+    before.best_k_models, before.kth_best_model_path, before.kth_value = {best: torch.tensor(12.0)}, best, 12.0
+    state = before.state_dict()
+    assert before.state_key == checkpoint(ModelCheckpoint, "0.partial").state_key  # checkpoints of old runs resume
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, **_: decision))
+    moved, plain = checkpoint(RunCheckpoint, "1.partial"), checkpoint(ModelCheckpoint, "1.partial")
+    moved.load_state_dict(dict(state))
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        plain.load_state_dict(dict(state))
+    assert float(moved.best_model_score) == 12.0
+    assert moved.best_model_path == str(tmp_path / "1.partial" / "best.ckpt") == moved.kth_best_model_path
+    assert list(moved.best_k_models) == [moved.best_model_path]
+    assert not moved.check_monitor_top_k(trainer, torch.tensor(13.0))  # worse: best.ckpt is kept
+    assert moved.check_monitor_top_k(trainer, torch.tensor(11.0))
+    assert plain.check_monitor_top_k(trainer, torch.tensor(13.0))  # what Lightning alone would have done
