@@ -488,3 +488,58 @@ def test_beam_first_step_once_per_sentence_is_exact(arch, score, attention_type,
             assert (x.attention is None) == (y.attention is None)
             if x.attention is not None:
                 assert np.array_equal(x.attention, y.attention)
+
+
+def _decode_both(model, tables: bool):
+    model.decoder.use_tables = tables
+    try:
+        return greedy(model, batch_of(SOURCES)), beam_search(model, batch_of(SOURCES), beam=4, n_best=4, alpha=0.6)
+    finally:
+        model.decoder.use_tables = True
+
+
+def _assert_same_hypotheses(a: list, b: list) -> None:
+    """Same tokens; scores and attention equal to float rounding (a table row and the product it replaces are
+    the same sums, added in another order)."""
+    assert [h.tokens for h in a] == [h.tokens for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-5, atol=1e-5)
+    for x, y in zip(a, b):
+        assert (x.attention is None) == (y.attention is None)
+        if x.attention is not None:
+            np.testing.assert_allclose(x.attention, y.attention, atol=1e-5)
+
+
+ONMT = ModelConfig(  # OpenNMT-py's RNN as bench-peers' harness-onmt runs it: bi-GRU encoder, GRU input feeding
+    arch="luong", rnn_cell="gru", enc_bidirectional=True, score="additive", emb_size=8, hidden_size=12, enc_layers=1,
+    dec_layers=1,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("arch,score,attention_type", [*MODELS, ("onmt", "additive", "global")], ids=str)
+def test_embedding_tables_decode_the_same_hypotheses(arch, score, attention_type):
+    """Decoding looks the embedding's share of each step's matmuls up in per-word tables (decoder.tables()):
+    the same hypotheses (tokens; scores and attention to float rounding) as multiplying at every step, greedy and
+    beam; the tables are rebuilt when the weights change, and never used while training."""
+    if arch == "onmt":
+        torch.manual_seed(0)
+        model = build_model(ONMT, V_SRC, V_TGT).eval()
+    else:
+        model = make_model(arch, score, attention_type)
+    looked_up, multiplied = _decode_both(model, True), _decode_both(model, False)
+    with torch.no_grad():
+        assert model.decoder.tables()  # every decoder has tables
+    for a, b in zip(looked_up[0], multiplied[0]):
+        _assert_same_hypotheses([a], [b])
+    for a, b in zip(looked_up[1], multiplied[1]):
+        _assert_same_hypotheses(a, b)
+    with torch.no_grad():  # new weights (as after an optimizer step, or another checkpoint): the tables follow
+        for p in model.parameters():
+            p.mul_(1.5)
+    after, fresh = _decode_both(model, True), _decode_both(model, False)
+    for a, b in zip(after[1], fresh[1]):
+        _assert_same_hypotheses(a, b)
+    model.train()
+    assert model.decoder.tables() is None  # training multiplies (the embedding's gradient flows through it)
+    model.eval()
+    with torch.enable_grad():
+        assert model.decoder.tables() is None
