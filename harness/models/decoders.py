@@ -170,8 +170,8 @@ class LuongDecoder(Decoder):
 
     def _embedding_tables(self) -> dict[str, Tensor]:
         E = self.embedding.embedding_dim  # the bottom layer's input projection, embedding columns, and its bias
-        w, b = self.rnn.weight_ih_l0[:, :E], self.rnn.bias_ih_l0
-        return {"gi": nn.functional.linear(self.embedding.weight, w, b)}  # (V, 4H or 3H)
+        w, b = self.rnn.weight_ih_l0, self.rnn.bias_ih_l0  # the rest of its columns, contiguous: h̃_{t-1}'s
+        return {"gi": nn.functional.linear(self.embedding.weight, w[:, :E], b), "w_rest": w[:, E:].contiguous()}
 
     def _rnn_step(self, x: Tensor | None, h: Tensor, c: Tensor, gi_0: Tensor | None = None):
         """The same stacked RNN (same weights) as `_rnn`, one step at a time through the cell kernels:
@@ -182,7 +182,7 @@ class LuongDecoder(Decoder):
         for k in range(self.layers):
             w = [getattr(self.rnn, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             if k == 0 and gi_0 is not None:
-                gi = gi_0 if x is None else gi_0 + nn.functional.linear(x, w[0][:, self.embedding.embedding_dim :])
+                gi = gi_0 if x is None else gi_0 + nn.functional.linear(x, self._tables["w_rest"])
                 gh = nn.functional.linear(h[:, k], w[1], w[3])
                 if self.cell == "lstm":
                     hk, ck = lstm_update(gi + gh, c[:, k])
@@ -203,7 +203,8 @@ class LuongDecoder(Decoder):
         h, c, feed = state
         tables = self.tables() if emb is None else None
         if tables is not None:  # decoding: the embedding's share of the bottom layer's input is a table row
-            out, h, c = self._rnn_step(feed if self.input_feeding else None, h, c, tables["gi"][y_prev])
+            gi_0 = tables["gi"].index_select(0, y_prev)
+            out, h, c = self._rnn_step(feed if self.input_feeding else None, h, c, gi_0)
         else:
             x = self.embed(y_prev) if emb is None else emb  # (B, E)
             if self.input_feeding:
@@ -262,6 +263,7 @@ class BahdanauDecoder(Decoder):
         return {  # the GRU's input projection (embedding columns, with its bias) and the deep output's V_o E y
             "gi": nn.functional.linear(emb, self.cell.weight_ih[:, :E], self.cell.bias_ih),
             "vo": self.V_o(emb),
+            "w_ic": self.cell.weight_ih[:, E:].contiguous(),  # the context's columns
         }
 
     def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
@@ -273,10 +275,9 @@ class BahdanauDecoder(Decoder):
         else:
             context, weights = self.attention(s_prev, memory.keys, memory.values, memory.src_mask, t, memory.summary)
         if tables is not None:  # decoding: the embedding's shares are table rows (the equations of `forward`)
-            E = self.embedding.embedding_dim
-            gi = tables["gi"][y_prev] + nn.functional.linear(context, self.cell.weight_ih[:, E:])
+            gi = tables["gi"].index_select(0, y_prev) + nn.functional.linear(context, tables["w_ic"])
             s = gru_update(gi, nn.functional.linear(s_prev, self.cell.weight_hh, self.cell.bias_hh), s_prev)
-            t_tilde = self.U_o(s_prev) + tables["vo"][y_prev] + self.C_o(context)
+            t_tilde = self.U_o(s_prev) + tables["vo"].index_select(0, y_prev) + self.C_o(context)
         else:
             s = self.cell(torch.cat([e, context], dim=-1), s_prev)
             t_tilde = self.U_o(s_prev) + self.V_o(e) + self.C_o(context)  # (B, 2M)
@@ -363,7 +364,8 @@ class ConditionalGRUDecoder(Decoder):
         tables = self.tables() if emb is None else None
         if tables is not None:  # decoding: GRU_1's input and V_o E y are table rows (the equations of `forward`)
             gh_1 = nn.functional.linear(s_prev, self.gru_1.weight_hh, self.gru_1.bias_hh)
-            s_1, ve = gru_update(tables["gi_1"][y_prev], gh_1, s_prev), tables["vo"][y_prev]
+            s_1 = gru_update(tables["gi_1"].index_select(0, y_prev), gh_1, s_prev)
+            ve = tables["vo"].index_select(0, y_prev)
         else:
             e = self.embed(y_prev) if emb is None else emb
             s_1, ve = self.gru_1(e, s_prev), self.V_o(e)  # s'_j
@@ -411,7 +413,10 @@ class GNMTDecoder(Decoder):
 
     def _embedding_tables(self) -> dict[str, Tensor]:
         E, cell = self.embedding.embedding_dim, self.cells[0]
-        return {"gi": nn.functional.linear(self.embedding.weight, cell.weight_ih[:, :E], cell.bias_ih)}
+        return {
+            "gi": nn.functional.linear(self.embedding.weight, cell.weight_ih[:, :E], cell.bias_ih),
+            "w_ic": cell.weight_ih[:, E:].contiguous(),  # the context's columns
+        }
 
     def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
         h, c = state  # (B, L, H)
@@ -425,7 +430,7 @@ class GNMTDecoder(Decoder):
         hs, cs = [], []
         for k, cell in enumerate(self.cells):
             if k == 0 and tables is not None:  # decoding: the bottom layer's embedding share is a table row
-                gi = tables["gi"][y_prev] + nn.functional.linear(context, cell.weight_ih[:, x.size(-1) :])
+                gi = tables["gi"].index_select(0, y_prev) + nn.functional.linear(context, tables["w_ic"])
                 hk, ck = lstm_update(gi + nn.functional.linear(h[:, 0], cell.weight_hh, cell.bias_hh), c[:, 0])
             else:
                 hk, ck = cell(torch.cat([x, context], dim=-1), (h[:, k], c[:, k]))
