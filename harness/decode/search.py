@@ -47,12 +47,14 @@ def greedy(model, batch: Batch, max_len_ratio: float = 2.0, max_len_add: int = 1
     logprob = torch.zeros(B, device=device)  # log P(y_1 … y_t | x) of each hypothesis
     attn = None
     for t in range(T):
-        logp, state, w = model.step(y, state, memory, t)
+        # the argmax of the logits is that of the log-probabilities; only the chosen word's is computed
+        logits, state, w = model.step_logits(y, state, memory, t)
+        lse = logits.logsumexp(-1)
         force_end = (t + 1) >= limits
         if bool(force_end.any()):
-            logp = torch.where(force_end.unsqueeze(1), _only_eos(logp), logp)
-        y = logp.argmax(-1)
-        logprob.index_add_(0, alive, logp.gather(1, y.unsqueeze(1)).squeeze(1))
+            logits = torch.where(force_end.unsqueeze(1), _only_eos(logits), logits)
+        y = logits.argmax(-1)
+        logprob.index_add_(0, alive, logits.gather(1, y.unsqueeze(1)).squeeze(1) - lse)
         tokens[alive, t] = y
         if w is not None:
             if attn is None:
@@ -78,8 +80,9 @@ def greedy(model, batch: Batch, max_len_ratio: float = 2.0, max_len_add: int = 1
 
 
 def _only_eos(logp: torch.Tensor) -> torch.Tensor:
-    """At the length limit only </s> may follow; it keeps its own log-probability, so the score of a
-    hypothesis ended by the limit is still log P(y_1 … y_n </s> | x), like one that ended by itself."""
+    """At the length limit only </s> may follow; it keeps its own log-probability (its logit, normalised by the
+    unforced row's logsumexp), so the score of a hypothesis ended by the limit is still
+    log P(y_1 … y_n </s> | x), like one that ended by itself."""
     forced = torch.full_like(logp, float("-inf"))
     forced[:, EOS_ID] = logp[:, EOS_ID]
     return forced
@@ -111,6 +114,7 @@ def beam_search(
     early_stop: bool = True,
     penalty_mode: str = "fairseq",
     first_step_once: bool = True,
+    per_beam_top: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search: B sentences × K beams decode as one (B·K) batch.
 
@@ -130,7 +134,8 @@ def beam_search(
       finished hypotheses while a more probable one was alive (`gnmt` then finds it; tests check it is never
       worse).
     The first step runs one row per sentence (`first_step_once`; False computes the K identical rows, for the test
-    that both give the same output).
+    that both give the same output). Each step ranks only its beams' 2K best words each (`per_beam_top`; False
+    ranks all K·V candidates, for the test that both give the same output).
     Returns the n_best finished hypotheses per sentence, best first.
     """
     if penalty_mode not in ("fairseq", "gnmt"):
@@ -162,29 +167,35 @@ def beam_search(
         if t == 0 and first_step_once:
             # before the first step the K beams of a sentence are one hypothesis (same state, same <s>): compute
             # one row per sentence and copy it K times (exact: the same row, computed once)
-            logp, state, w = model.step(y[::K], state_1, memory_1, t)
-            logp = logp.repeat_interleave(K, 0)
+            logits, state, w = model.step_logits(y[::K], state_1, memory_1, t)
+            logits = logits.repeat_interleave(K, 0)
             w = w.repeat_interleave(K, 0) if w is not None else None
             state = tuple(s.repeat_interleave(K, 0) for s in state)
         else:
-            logp, state, w = model.step(y, state, memory, t)  # (Ba·K, V)
-        Ba, V = alive.numel(), logp.size(1)
-        logp = logp.view(Ba, K, V)
-        force_end = ((t + 1) >= limits[alive]).view(Ba, 1, 1)
+            logits, state, w = model.step_logits(y, state, memory, t)  # (Ba·K, V)
+        Ba, V = alive.numel(), logits.size(1)
+        lse = logits.logsumexp(-1, keepdim=True)  # (Ba·K, 1)
+        force_end = ((t + 1) >= limits[alive]).repeat_interleave(K).unsqueeze(1)
         if bool(force_end.any()):
-            logp = torch.where(force_end, _only_eos(logp.view(Ba * K, V)).view(Ba, K, V), logp)
-        cand = logp.add_(scores.unsqueeze(2)).view(Ba, K * V)  # in place: logp is this step's own tensor
+            logits = torch.where(force_end, _only_eos(logits), logits)
+        # Every score below adds one number per beam to a word's log-probability, so a beam's candidates rank
+        # as its logits do: the sentence's 2K best of K·V candidates are among its beams' 2K best words each.
+        # Only those R words per beam are normalised and ranked (the same candidates, without a log-softmax and a
+        # top-k over the whole vocabulary per beam).
+        R = min(2 * K, V) if per_beam_top else V
+        row_logits, row_words = logits.topk(R, dim=1)  # (Ba·K, R)
+        cand = (row_logits - lse).view(Ba, K, R).add_(scores.unsqueeze(2)).view(Ba, K * R)
         if gnmt:  # rank by s = log P / lp(t + 1) + cp(attention so far, this step's row included)
             ranked = cand / length_penalty(t + 1, alpha)
             if coverage is not None and w is not None:
                 coverage = coverage + w.float()
                 cov = coverage.clamp(max=1.0).clamp_min(1e-9).log().masked_fill(~memory.src_mask, 0.0)
-                ranked = (ranked.view(Ba, K, V) + beta * cov.sum(1).view(Ba, K, 1)).view(Ba, K * V)
-            top_ranked, top_ids = ranked.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
+                ranked = (ranked.view(Ba, K, R) + beta * cov.sum(1).view(Ba, K, 1)).view(Ba, K * R)
+            top_ranked, top_ids = ranked.topk(min(2 * K, K * R), dim=1)  # (Ba, 2K)
             top_scores = cand.gather(1, top_ids)
         else:
-            top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=1)  # (Ba, 2K)
-        parents, tokens = top_ids // V, top_ids % V
+            top_scores, top_ids = cand.topk(min(2 * K, K * R), dim=1)  # (Ba, 2K)
+        parents, tokens = top_ids // R, row_words.view(Ba, K * R).gather(1, top_ids)
         is_eos = tokens == EOS_ID
         rank = torch.arange(top_ids.size(1), device=device).unsqueeze(0)
         if gnmt:

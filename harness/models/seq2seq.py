@@ -59,8 +59,14 @@ class Seq2Seq(nn.Module):
 
     def step(self, y_prev: Tensor, state, memory: Memory, t: int):
         """One decoder step: log-probabilities (B, V), new state, attention weights (B, S) or None."""
+        logits, state, weights = self.step_logits(y_prev, state, memory, t)
+        return torch.log_softmax(logits, dim=-1), state, weights
+
+    def step_logits(self, y_prev: Tensor, state, memory: Memory, t: int):
+        """`step` before the softmax: float logits (B, V). The searches take a word's log-probability as
+        logit − logsumexp(logits) for the few words they keep, instead of normalising the whole vocabulary."""
         out, state, weights = self.decoder.step(y_prev, state, memory, t)
-        return torch.log_softmax(self.generator(out).float(), dim=-1), state, weights
+        return self.generator(out).float(), state, weights
 
     def forward(self, batch: Batch, teacher_forcing: float = 1.0, generator: torch.Generator | None = None):
         """Teacher-forced logits (B, T, V) and attention (B, T, S) or None.

@@ -168,14 +168,14 @@ def test_beam_alone_equals_batched(arch, score, attention_type):
 
 
 def _recording_rows(model) -> list[int]:
-    """Make model.step record the batch rows it computes at each step."""
-    rows, step = [], model.step
+    """Make model.step_logits (what the searches call) record the batch rows it computes at each step."""
+    rows, step = [], model.step_logits
 
     def recorded(y, state, memory, t):
         rows.append(y.size(0))
         return step(y, state, memory, t)
 
-    model.step = recorded
+    model.step_logits = recorded
     return rows
 
 
@@ -543,3 +543,23 @@ def test_embedding_tables_decode_the_same_hypotheses(arch, score, attention_type
     model.eval()
     with torch.enable_grad():
         assert model.decoder.tables() is None
+
+
+@pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
+@pytest.mark.parametrize("penalty_mode", ["fairseq", "gnmt"])
+def test_beam_ranks_only_each_beams_best_words_exactly(arch, score, attention_type, penalty_mode):
+    """A step ranks its beams' 2K best words each, not all K·V candidates: the same tokens, scores and attention,
+    bit for bit (a beam adds one number to all its words' log-probabilities, so its candidates rank as its
+    logits do), with penalties (coverage adds one number per beam too) and with a vocabulary smaller than 2K."""
+    model = make_model(arch, score, attention_type)
+    for beam in (4, 9):  # 2 * 9 > V_TGT = 14: every word of every beam
+        kw = dict(beam=beam, n_best=beam, alpha=0.6, beta=0.2 * model.has_attention, penalty_mode=penalty_mode)
+        top = beam_search(model, batch_of(SOURCES), **kw)
+        every = beam_search(model, batch_of(SOURCES), **kw, per_beam_top=False)
+        for a, b in zip(top, every):
+            assert [h.tokens for h in a] == [h.tokens for h in b]
+            assert [h.score for h in a] == [h.score for h in b]
+            for x, y in zip(a, b):
+                assert (x.attention is None) == (y.attention is None)
+                if x.attention is not None:
+                    assert np.array_equal(x.attention, y.attention)
