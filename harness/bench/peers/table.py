@@ -42,7 +42,8 @@ def render_peers_table(doc: dict) -> str:
         f"Machine: {doc['machine'].get('cpu', '?')}, {doc['machine'].get('cores', '?')} cores; "
         "load average at start "
         f"{doc['machine'].get('load_start', '?')}, at end {doc['machine'].get('load_end', '?')}; "
-        f"{doc['machine'].get('date', '')}. torch {doc['machine'].get('torch', '?')} in every toolkit.",
+        f"{doc['machine'].get('date', '')}; harness commit {str(doc['machine'].get('git_commit') or '?')[:12]}. "
+        f"torch {doc['machine'].get('torch', '?')} in every toolkit.",
         "",
         "| " + " | ".join(head) + " |",
         "|---|" + "---:|" * (len(head) - 1),
