@@ -75,11 +75,18 @@ class Decoder(nn.Module):
     def _embedding_tables(self) -> dict[str, Tensor]:  # subclasses: {name: (V, ·) table}
         return {}
 
+    def train(self, mode: bool = True):
+        # the tables are rebuilt after every switch between training and evaluation: fused Adam updates the
+        # weights without bumping their version counters, so the key below alone would not see its steps
+        self._tables_key = None
+        return super().train(mode)
+
     def tables(self) -> dict[str, Tensor] | None:
         """Decoding only (eval mode, no autograd): every matmul of a step whose input is E y_{t-1} alone, applied
         once to the whole embedding matrix, so a step looks its row up instead of multiplying (the same
         equations, fewer FLOPs per step; the values agree with the multiplication to float rounding). Rebuilt
-        whenever a weight changes (another checkpoint, an optimizer step, another device)."""
+        whenever a weight changes in place (another checkpoint, another device) and after every train()/eval()
+        switch (the optimizer steps in between)."""
         if self.training or torch.is_grad_enabled() or not self.use_tables:
             return None
         key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
