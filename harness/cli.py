@@ -458,8 +458,8 @@ def add_bench(sub) -> None:
     s.add_argument(
         "--toolkits",
         nargs="+",
-        default=["harness", "harness-onmt", "opennmt", "joeynmt"],
-        choices=["harness", "harness-onmt", "opennmt", "joeynmt"],
+        default=["harness", "harness-onmt", "harness-joey", "opennmt", "joeynmt"],
+        choices=["harness", "harness-onmt", "harness-joey", "opennmt", "joeynmt"],
     )
     s.add_argument(
         "--cache",

@@ -102,6 +102,9 @@ class ModelConfig:
     # direction unless enc_hidden_size; its final states, both directions concatenated, start the decoder)
     rnn_cell: str = _f("", choices=["", "lstm", "gru"])
     enc_bidirectional: bool = False
+    # luong only, for JoeyNMT's RNN (its init_hidden "bridge"): "tanh" starts every decoder layer from
+    # tanh(W h̄_final + b) even where the sizes match; "auto" (the papers') projects only where they differ
+    bridge: str = _f("auto", choices=["auto", "tanh"])
     # every parameter ~ U(-r, r); 0 = PyTorch's per-layer defaults. The papers: Sutskever et al. 2014 §3.4
     # 0.08; Luong et al. 2015 §4.1 0.1; Wu et al. 2016 §8.1 0.04 (Bahdanau et al. 2015 App. B.1 uses
     # orthogonal/Gaussian initializations, not implemented: its presets keep PyTorch's defaults)
@@ -439,7 +442,7 @@ def to_dict(cfg) -> dict:
 # Keys added after sweeps began to fingerprint their base config's resolved content (harness/study/spec.py): at
 # their default they leave the model as it was before they existed, so a config that leaves them there keeps the
 # digest it had, and a study created before they existed resumes. A new key with that property goes here.
-DIGEST_NEUTRAL_AT_DEFAULT = ("model.rnn_cell", "model.enc_bidirectional")
+DIGEST_NEUTRAL_AT_DEFAULT = ("model.rnn_cell", "model.enc_bidirectional", "model.bridge")
 
 
 def content_for_digest(cfg) -> dict:

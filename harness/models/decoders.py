@@ -42,14 +42,15 @@ class Bridge(nn.Module):
     """Initial decoder state from the encoder's final states: layer k from encoder layer k (or the top one),
     through tanh(W ·) when the sizes differ (Bahdanau's s_0 = tanh(W_s h̄_1^←) is this with the backward half)."""
 
-    def __init__(self, enc_sizes: list[int], dec_size: int, dec_layers: int):
+    def __init__(self, enc_sizes: list[int], dec_size: int, dec_layers: int, always: bool = False):
         super().__init__()
         self.dec_layers = dec_layers
         self.src = [min(k, len(enc_sizes) - 1) for k in range(dec_layers)]
+        # always: tanh(W · + b) at every size (JoeyNMT's init_hidden "bridge", model.bridge=tanh)
+        self.needs_tanh = [always or enc_sizes[s] != dec_size for s in self.src]
         self.proj = nn.ModuleList(
-            [nn.Linear(enc_sizes[s], dec_size) if enc_sizes[s] != dec_size else nn.Identity() for s in self.src]
+            [nn.Linear(enc_sizes[s], dec_size) if t else nn.Identity() for s, t in zip(self.src, self.needs_tanh)]
         )
-        self.needs_tanh = [enc_sizes[s] != dec_size for s in self.src]
 
     def forward(self, finals: list[Tensor]) -> Tensor:  # -> (B, L, H)
         out = []
@@ -136,6 +137,7 @@ class LuongDecoder(Decoder):
         enc_cell,
         input_feeding=True,
         dropout=0.0,
+        bridge="auto",
     ):
         super().__init__()
         self.cell, self.layers, self.hidden_size = cell, layers, hidden_size
@@ -148,8 +150,11 @@ class LuongDecoder(Decoder):
         self.rnn = rnn_cls(
             in_size, hidden_size, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
         )
-        self.bridge_h = Bridge(enc_sizes, hidden_size, layers)
-        self.bridge_c = Bridge(enc_sizes, hidden_size, layers) if cell == "lstm" and enc_cell == "lstm" else None
+        always = bridge == "tanh"
+        self.bridge_h = Bridge(enc_sizes, hidden_size, layers, always)
+        self.bridge_c = (
+            Bridge(enc_sizes, hidden_size, layers, always) if cell == "lstm" and enc_cell == "lstm" else None
+        )
         if attention is not None:
             self.W_c = nn.Linear(key_size + hidden_size, hidden_size, bias=False)
         self.output_size = hidden_size

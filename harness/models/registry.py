@@ -33,7 +33,12 @@ def check_model_config(cfg, source: str = "config") -> None:
     if score not in SCORES and score != "none":
         raise _unknown("score", cfg.score, score_names() + ["concat"], source)
     spec = ARCHS[cfg.arch]
-    for key, value in (("rnn_cell", cfg.rnn_cell), ("enc_bidirectional", cfg.enc_bidirectional)):
+    luong_only = (
+        ("rnn_cell", cfg.rnn_cell),
+        ("enc_bidirectional", cfg.enc_bidirectional),
+        ("bridge", cfg.bridge != "auto"),
+    )
+    for key, value in luong_only:
         if value and cfg.arch != "luong":
             raise HarnessError(
                 f"{source}: model.{key} applies to model.arch 'luong' only (the '{cfg.arch}' cells and encoder "

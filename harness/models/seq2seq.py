@@ -137,6 +137,7 @@ def _luong_decoder(cfg: ModelConfig, tgt_vocab: int, enc: RNNEncoder, cell: str,
         cell,
         input_feeding=input_feeding,
         dropout=cfg.dropout,
+        bridge=cfg.bridge,
     )
 
 

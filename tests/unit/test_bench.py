@@ -292,6 +292,35 @@ def test_harness_onmt_is_opennmt_pys_network_to_the_parameter():
     )
 
 
+def test_harness_joey_is_joeynmts_network_to_the_parameter():
+    """`harness-joey` counted against JoeyNMT 2.3.0's recurrent model at joeynmt_config's sizes, written out from
+    its modules (joeynmt/encoders.py, decoders.py, attention.py): embeddings, a bidirectional GRU encoder, a GRU
+    decoder on [E y; att vector] (input feeding), BahdanauAttention (key, query and energy layers without bias),
+    att_vector_layer with a bias, the bridge tanh(W h̄ + b), and an output layer without bias. The one difference is
+    that bias: the harness's generator has one."""
+    from harness.experiment import load_config
+
+    joey = joeynmt_config(Path("d"), Path("w"), 10)["model"]
+    E, H = joey["decoder"]["embeddings"]["embedding_dim"], joey["decoder"]["hidden_size"]
+    h = joey["encoder"]["hidden_size"]  # per direction
+    assert joey["decoder"]["init_hidden"] == "bridge" and joey["decoder"]["input_feeding"] and 2 * h == H
+    Vs, Vt = 101, 97
+
+    def gru(inp: int, hid: int) -> int:
+        return 3 * hid * (inp + hid) + 2 * 3 * hid
+
+    attention = (2 * h * H) + (H * H) + H  # key_layer, query_layer, energy_layer
+    joeynmt = Vs * E + Vt * E + 2 * gru(E, h) + gru(E + H, H) + attention + (H + 2 * h) * H + H + (2 * h * H + H)
+    joeynmt += H * Vt  # output_layer
+    cfg = load_config(HARNESS_PRESET, harness_overrides(10, "harness-joey"))
+    ours = count_parameters(build_model(cfg.model, Vs, Vt))
+    assert ours == joeynmt + Vt
+    assert (
+        cfg.model.bridge == "tanh"
+        and load_config(HARNESS_PRESET, harness_overrides(10, "harness-onmt")).model.bridge == "auto"
+    )
+
+
 # ------------------------------------------------------------------------------------- peers: logs, configs
 def test_parse_toolkit_logs():
     onmt = [

@@ -4,6 +4,8 @@ loop that embeds all steps at once) equals decoding step by step."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -102,6 +104,8 @@ def test_check_model_config_rejects_what_does_not_apply():
         check_model_config(ModelConfig(arch="bahdanau", rnn_cell="lstm"))
     with pytest.raises(HarnessError, match="model.enc_bidirectional applies to model.arch 'luong' only"):
         check_model_config(ModelConfig(arch="gnmt", enc_bidirectional=True))
+    with pytest.raises(HarnessError, match="model.bridge applies to model.arch 'luong' only"):
+        check_model_config(ModelConfig(arch="cgru", bridge="tanh"))
     # a bidirectional luong encoder gives hidden_size / 2 per direction: dot products still apply
     check_model_config(ModelConfig(arch="luong", score="dot", enc_bidirectional=True, hidden_size=8))
     # GNMT with one encoder layer: the bidirectional layer gives 2H-sized keys, so dot products do not apply
@@ -431,3 +435,20 @@ def test_init_uniform_bounds_every_parameter_and_keeps_padding_rows_zero(arch, s
     assert any(p.abs().max() > 0.05 for p in default.parameters())  # PyTorch's defaults are wider somewhere
     embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
     assert embeddings and all(float(m.weight[PAD_ID].abs().sum()) == 0.0 for m in embeddings)
+
+
+def test_bridge_tanh_starts_the_decoder_from_a_layer_at_every_size():
+    """model.bridge=tanh (JoeyNMT's init_hidden "bridge"): s_0 = tanh(W h̄_final + b) even where the sizes match;
+    "auto" passes matching sizes through unchanged (OpenNMT-py's, and the papers' where they match)."""
+    from harness.models.encoders import EncoderOutput
+
+    cfg = ModelConfig(arch="luong", rnn_cell="gru", enc_bidirectional=True, score="additive", emb_size=8,
+                      hidden_size=12, enc_layers=1, dec_layers=1)  # fmt: skip
+    torch.manual_seed(0)
+    plain, bridged = build_model(cfg, 11, 13), build_model(dataclasses.replace(cfg, bridge="tanh"), 11, 13)
+    final = torch.randn(2, 12)
+    enc = EncoderOutput(torch.randn(2, 3, 12), torch.ones(2, 3, dtype=torch.bool), [final], None, final)
+    assert torch.equal(plain.decoder.init_state(enc)[0][:, 0], final)
+    proj = bridged.decoder.bridge_h.proj[0]
+    assert torch.allclose(bridged.decoder.init_state(enc)[0][:, 0], torch.tanh(proj(final)))
+    assert count_parameters(bridged) - count_parameters(plain) == 12 * 12 + 12

@@ -1,6 +1,7 @@
 """`harness bench-peers`: OpenNMT-py 3.5.1, JoeyNMT 2.3.0 and this harness trained one after the other at
-one configuration (harness/bench/peers/configs.py), same data, same number of steps; the harness twice, as its
-own RNNsearch preset and as OpenNMT-py's network (`harness-onmt`: same parameters and matmuls); training target
+one configuration (harness/bench/peers/configs.py), same data, same number of steps; the harness three times, as
+its own RNNsearch preset and as each peer's network (`harness-onmt`, `harness-joey`: same parameters and matmuls);
+training target
 tokens/s, peak resident memory, greedy and beam-5 decoding speed on test_2016_flickr, and test BLEU, every toolkit's
 output scored by the same sacrebleu call against the same raw references.
 
@@ -37,7 +38,7 @@ from harness.paths import cache_dir
 
 def run_peers(
     steps: int = 880,
-    toolkits: list[str] | tuple[str, ...] = ("harness", "harness-onmt", "opennmt", "joeynmt"),
+    toolkits: list[str] | tuple[str, ...] = ("harness", "harness-onmt", "harness-joey", "opennmt", "joeynmt"),
     cache: str | Path | None = None,
     decode_sentences: int = 0,
     skip_install: bool = False,
@@ -78,6 +79,7 @@ def run_peers(
     runners = {
         "harness": lambda: run_harness(root, steps, data, refs),
         "harness-onmt": lambda: run_harness(root, steps, data, refs, "harness-onmt"),
+        "harness-joey": lambda: run_harness(root, steps, data, refs, "harness-joey"),
         "opennmt": lambda: run_opennmt(pythons["opennmt"], root, dpath, steps, data, refs),
         "joeynmt": lambda: run_joeynmt(pythons["joeynmt"], root, dpath, steps, data, refs),
     }

@@ -43,6 +43,13 @@ NETWORKS = {
         ],
     ),
 }
+# JoeyNMT 2.3.0's recurrent model (joeynmt_config below) is the same network with its bridge: the decoder starts
+# from tanh(W [h̄_fwd; h̄_bwd] + b) (init_hidden "bridge"), attention from the new state like OpenNMT-py's (its
+# RecurrentDecoder._forward_step). Parameters equal to its output layer's missing bias (tests/unit/test_bench.py).
+NETWORKS["harness-joey"] = (
+    "JoeyNMT's RNN (luong, bi-GRU 2×256, GRU 512, input feeding, MLP attention, bridge)",
+    [*NETWORKS["harness-onmt"][1], "model.bridge=tanh"],
+)
 
 
 def log_every(steps: int) -> int:

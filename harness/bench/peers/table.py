@@ -22,10 +22,10 @@ ROWS = [
 ]
 
 
-OURS = ("harness", "harness-onmt")
+OURS = ("harness", "harness-onmt", "harness-joey")
 PEERS = ("opennmt", "joeynmt")
 # the ratio columns: each harness network against each peer; `harness-onmt` is OpenNMT-py's own network
-RATIOS = [("harness", "opennmt"), ("harness-onmt", "opennmt"), ("harness", "joeynmt")]
+RATIOS = [("harness", "opennmt"), ("harness-onmt", "opennmt"), ("harness", "joeynmt"), ("harness-joey", "joeynmt")]
 OWN_NETWORK = {
     "opennmt": "its default RNN (bi-GRU 2×256, GRU 512, input feeding, MLP attention)",
     "joeynmt": "its recurrent model (bi-GRU 2×256, GRU 512, input feeding, Bahdanau attention, bridge)",
@@ -83,8 +83,9 @@ def render_peers_table(doc: dict) -> str:
 
 DIFFERENCES = (
     "`harness-onmt` is OpenNMT-py's network (same parameters to OpenNMT-py's 512 linear_out biases, same matmuls); "
-    "JoeyNMT's Bahdanau-attention input-feeding decoder has no harness equivalent yet, so it is compared with the "
-    "harness's own preset only. `harness` is experiments/bahdanau2015_multi30k.yaml, the paper's RNNsearch decoder "
+    "`harness-joey` is JoeyNMT's (the same with its bridge, s_0 = tanh(W [h̄_fwd; h̄_bwd] + b); same parameters to "
+    "the bias of the harness's output layer, which JoeyNMT's lacks; same matmuls). `harness` is "
+    "experiments/bahdanau2015_multi30k.yaml, the paper's RNNsearch decoder "
     "(attention from s_{i-1}, the context fed into the GRU, a 256-unit maxout deep output, s_0 = tanh(W_s h̄_1^←)), "
     "while OpenNMT-py and JoeyNMT run a Luong-style input-feeding decoder (GRU first, MLP attention on the "
     "new state, h̃ = tanh(W[c; s]) fed to the next step, softmax over W_o h̃ with 512 inputs); parameter "
