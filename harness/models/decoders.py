@@ -185,16 +185,17 @@ class LuongDecoder(Decoder):
         w, b = self.rnn.weight_ih_l0, self.rnn.bias_ih_l0  # the rest of its columns, contiguous: h̃_{t-1}'s
         return {"gi": nn.functional.linear(self.embedding.weight, w[:, :E], b), "w_rest": w[:, E:].contiguous()}
 
-    def _rnn_step(self, x: Tensor | None, h: Tensor, c: Tensor, gi_0: Tensor | None = None):
+    def _rnn_step(self, x: Tensor | None, h: Tensor, c: Tensor, tables: dict | None = None, y_prev=None):
         """The same stacked RNN (same weights) as `_rnn`, one step at a time through the cell kernels:
         about 2x faster per step on CPU than calling nn.LSTM on a length-1 sequence (measured). x (B, I); h, c
-        (B, L, H). `gi_0`: the bottom layer's input projection of the embedding (its table row); x is then the
-        rest of that layer's input (h̃_{t-1}, or None)."""
+        (B, L, H). With `tables` (decoding), the bottom layer's input projection of the embedding is the table row
+        of `y_prev`, and x is the rest of that layer's input (h̃_{t-1}, or None)."""
         hs, cs = [], []
         for k in range(self.layers):
             w = [getattr(self.rnn, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            if k == 0 and gi_0 is not None:
-                gi = gi_0 if x is None else gi_0 + nn.functional.linear(x, self._tables["w_rest"])
+            if k == 0 and tables is not None:
+                gi = tables["gi"].index_select(0, y_prev)
+                gi = gi if x is None else gi + nn.functional.linear(x, tables["w_rest"])
                 gh = nn.functional.linear(h[:, k], w[1], w[3])
                 if self.cell == "lstm":
                     hk, ck = lstm_update(gi + gh, c[:, k])
@@ -215,8 +216,7 @@ class LuongDecoder(Decoder):
         h, c, feed = state
         tables = self.tables() if emb is None else None
         if tables is not None:  # decoding: the embedding's share of the bottom layer's input is a table row
-            gi_0 = tables["gi"].index_select(0, y_prev)
-            out, h, c = self._rnn_step(feed if self.input_feeding else None, h, c, gi_0)
+            out, h, c = self._rnn_step(feed if self.input_feeding else None, h, c, tables, y_prev)
         else:
             x = self.embed(y_prev) if emb is None else emb  # (B, E)
             if self.input_feeding:
@@ -281,7 +281,6 @@ class BahdanauDecoder(Decoder):
     def step(self, y_prev, state, memory: Memory, t: int, emb: Tensor | None = None):
         (s_prev,) = state
         tables = self.tables() if emb is None else None
-        e = None if tables is not None else self.embed(y_prev) if emb is None else emb
         if self.attention is None:
             context, weights = memory.summary, None
         else:
@@ -291,6 +290,7 @@ class BahdanauDecoder(Decoder):
             s = gru_update(gi, nn.functional.linear(s_prev, self.cell.weight_hh, self.cell.bias_hh), s_prev)
             t_tilde = self.U_o(s_prev) + tables["vo"].index_select(0, y_prev) + self.C_o(context)
         else:
+            e = self.embed(y_prev) if emb is None else emb
             s = self.cell(torch.cat([e, context], dim=-1), s_prev)
             t_tilde = self.U_o(s_prev) + self.V_o(e) + self.C_o(context)  # (B, 2M)
         t_out = t_tilde.view(-1, self.maxout_size, 2).max(-1).values  # maxout

@@ -223,7 +223,8 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             out.append(Verdict(claim["claim"], "not testable at this scale", why))
             continue
         need = int(claim.get("min_seeds", MIN_SEEDS))
-        few = [(n, len({_seed(r) for r in rs})) for n, rs in runs.items() if len({_seed(r) for r in rs}) < need]
+        seeds = {n: len({_seed(r) for r in rs}) for n, rs in runs.items()}
+        few = [(n, k) for n, k in seeds.items() if k < need]
         if few:
             n, k = few[0]
             why = f"{n} has {k} seed(s) finished; a verdict waits for {need} seeds per row"

@@ -470,6 +470,17 @@ def test_forced_attention_extra_step_is_the_step_fed_eos():
         np.testing.assert_allclose(e[-1], w[0].numpy(), atol=1e-6)
 
 
+def _assert_identical_n_best(a: list[list], b: list[list]) -> None:
+    """Per sentence the same n-best: tokens, scores and attention, bit for bit."""
+    for x_best, y_best in zip(a, b):
+        assert [h.tokens for h in x_best] == [h.tokens for h in y_best]
+        assert [h.score for h in x_best] == [h.score for h in y_best]
+        for x, y in zip(x_best, y_best):
+            assert (x.attention is None) == (y.attention is None)
+            if x.attention is not None:
+                assert np.array_equal(x.attention, y.attention)
+
+
 @pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
 @pytest.mark.parametrize("penalty_mode", ["fairseq", "gnmt"])
 def test_beam_first_step_once_per_sentence_is_exact(arch, score, attention_type, penalty_mode):
@@ -481,13 +492,7 @@ def test_beam_first_step_once_per_sentence_is_exact(arch, score, attention_type,
     once = beam_search(model, batch_of(SOURCES), **kw)
     assert rows[0] == len(SOURCES) and rows[1] == 4 * len(SOURCES)
     every = beam_search(model, batch_of(SOURCES), **kw, first_step_once=False)
-    for a, b in zip(once, every):
-        assert [h.tokens for h in a] == [h.tokens for h in b]
-        assert [h.score for h in a] == [h.score for h in b]
-        for x, y in zip(a, b):
-            assert (x.attention is None) == (y.attention is None)
-            if x.attention is not None:
-                assert np.array_equal(x.attention, y.attention)
+    _assert_identical_n_best(once, every)
 
 
 def _decode_both(model, tables: bool):
@@ -566,10 +571,4 @@ def test_beam_ranks_only_each_beams_best_words_exactly(arch, score, attention_ty
         kw = dict(beam=beam, n_best=beam, alpha=0.6, beta=0.2 * model.has_attention, penalty_mode=penalty_mode)
         top = beam_search(model, batch_of(SOURCES), **kw)
         every = beam_search(model, batch_of(SOURCES), **kw, per_beam_top=False)
-        for a, b in zip(top, every):
-            assert [h.tokens for h in a] == [h.tokens for h in b]
-            assert [h.score for h in a] == [h.score for h in b]
-            for x, y in zip(a, b):
-                assert (x.attention is None) == (y.attention is None)
-                if x.attention is not None:
-                    assert np.array_equal(x.attention, y.attention)
+        _assert_identical_n_best(top, every)
