@@ -270,8 +270,19 @@ def cmd_align(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from harness.study.results import build, collect
+    from harness.study.results import build, collect, restore
 
+    if args.action == "restore":
+        if not args.outputs:
+            raise HarnessError("results restore: name the target, e.g. `harness results restore britz2017`")
+        target, *rest = args.outputs
+        output = Path(rest[0]) if rest else PROJECT_ROOT / "reports" / f"reproduce-{target}"
+        r = restore(target, output, Path(args.into))
+        print(
+            f"{r['output']}: {r['trials']} finished trials of {Path(args.into) / target}, {r['files_copied']} files "
+            f"copied; rerun `harness reproduce {target} --scale small` to resume the study"
+        )
+        return 0
     if args.action == "collect":
         outputs = [Path(p) for p in args.outputs] or sorted(
             p for p in (PROJECT_ROOT / "reports").glob("reproduce-*") if (p / "runs").is_dir()
@@ -523,8 +534,13 @@ def add_align(sub) -> None:
 def add_results(sub) -> None:
     """`harness results`"""
     s = sub.add_parser("results", help="collect the studies' light artifacts into results/, build RESULTS.md")
-    s.add_argument("action", choices=["collect", "build"])
-    s.add_argument("outputs", nargs="*", help="collect: reproduction folders (default: reports/reproduce-*)")
+    s.add_argument("action", choices=["collect", "build", "restore"])
+    s.add_argument(
+        "outputs",
+        nargs="*",
+        help="collect: reproduction folders (default: reports/reproduce-*); restore: TARGET [FOLDER] (default "
+        "reports/reproduce-TARGET), seeded from results/TARGET so that `harness reproduce` resumes the study",
+    )
     s.add_argument("--into", default=str(RESULTS), help="the results folder (default: results/)")
     s.add_argument("--no-report", action="store_true", help="build: tables only, no report plots")
     s.set_defaults(func=cmd_results)

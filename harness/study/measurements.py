@@ -183,6 +183,7 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     from harness.data.corpora import load_corpus
     from harness.metrics.alignment import alignment_scores
     from harness.runs.align import direction_links
+    from harness.runs.layout import checkpoint_path
     from harness.runs.provenance import load_run_config
 
     target = TARGETS["alignment"]
@@ -197,10 +198,14 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
             for seed in sorted(set(fwd) & set(rev)):
                 slug = re.sub(r"[^a-z0-9]+", "-", f"{data} {name} s{seed}".lower()).strip("-")
                 cache = out_dir / "symmetrised" / f"{slug}.json"
-                key = [str(fwd[seed]), str(rev[seed])]
+                # keyed by the runs' paths inside OUT, so that a folder restored from results/ (harness results
+                # restore: no checkpoints) finds its rows
+                key = [_inside(fwd[seed], out_dir), _inside(rev[seed], out_dir)]
                 if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
                     rows.append(old)
                     continue
+                if not (checkpoint_path(fwd[seed]).is_file() and checkpoint_path(rev[seed]).is_file()):
+                    continue  # nothing to force-decode with here, and no row measured before
                 test_cfg = load_run_config(fwd[seed])
                 corpus = load_corpus(test_cfg.data)
                 test = corpus.splits[corpus.test_split]
@@ -228,9 +233,9 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     return rows
 
 
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+def _inside(run: Path, out_dir: Path) -> str:
+    run, out_dir = Path(run).resolve(), Path(out_dir).resolve()
+    return run.relative_to(out_dir).as_posix() if run.is_relative_to(out_dir) else str(run)
 
 
 def _mkdir(p: Path) -> Path:

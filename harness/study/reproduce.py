@@ -26,13 +26,14 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT, data_root
+from harness.runs.layout import checkpoint_path
 from harness.study.measurements import (
     aligner_baseline,
     prepare_length_data,
     symmetrised_rows,
     unk_replace_effect,
 )
-from harness.study.summary import expected_time, render_markdown, run_dirs_of, summarize
+from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.sweep import sweep
 from harness.study.targets import SCALES, TARGETS, Target, spec_path
 
@@ -161,6 +162,12 @@ def reproduce(
     if target.unk_replace:
         extras["unk"] = {}
         for run in runs:
+            if not (run / "unk_replace.json").is_file() and not checkpoint_path(run).is_file():
+                # restored from results/ (harness results restore): no checkpoint to decode with
+                flat = run_flat_config(run)
+                if flat.get("model.arch") != "seq2seq" and flat.get("model.score") != "none":
+                    extras.setdefault("unk_skipped", []).append(str(run))
+                continue  # a model without attention has nothing to copy from
             effect = unk_replace_effect(run)
             if effect is not None:
                 extras["unk"][str(run)] = effect

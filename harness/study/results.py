@@ -1,5 +1,7 @@
 """The measured results in the repository: `harness results collect` copies the light artifacts of the reproduction
-studies into results/<target>/, `harness results build` (`make results`) writes RESULTS.md from results/ alone.
+studies into results/<target>/, `harness results build` (`make results`) writes RESULTS.md from results/ alone, and
+`harness results restore TARGET` seeds reports/reproduce-TARGET/ from results/ so that a study resumes on a new
+machine without retraining its finished trials.
 
 results/<target>/
   <study>/study.journal                 the Optuna study (journal file: plain text, resumable)
@@ -85,6 +87,80 @@ def collect(output: Path, into: Path = RESULTS) -> dict:
     if target == "bahdanau2015":
         _attention_animation(output, dest)
     return {"target": target, "trials": trials, "files_copied": copied}
+
+
+def restore(target: str, output: Path, into: Path = RESULTS) -> dict:
+    """The reverse of collect: seed a reproduction folder from results/<target>/, so that `harness reproduce` on a
+    new machine (or a fresh clone) resumes the study instead of retraining its finished trials.
+
+    The study journals are append-only: one is copied only where the folder has none or has an earlier state of
+    the same journal (a prefix of it); a folder whose journal is ahead is kept, and two journals that differ
+    otherwise are refused. Trial files are copied only where missing, never over what the folder has. The
+    unknown-word-replacement effects recorded in reproduction.json go back into each trial's unk_replace.json
+    (that measurement needs a checkpoint, which results/ never holds).
+    """
+    src = Path(into) / target
+    if target not in TARGETS:
+        raise HarnessError(f"results restore: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+    studies = sorted(p for p in src.glob("*") if (p / "study.journal").is_file()) if src.is_dir() else []
+    if not studies:
+        raise HarnessError(f"results restore: {src} holds no study (expected <study>/study.journal)")
+    output = Path(output)
+    for study in studies:  # check every journal before writing anything
+        _check_journal(study / "study.journal", output / "runs" / study.name / "study.journal")
+    copied, trials = 0, 0
+    for study in studies:
+        dst = output / "runs" / study.name
+        journal, here = study / "study.journal", dst / "study.journal"
+        if not here.is_file() or here.stat().st_size < journal.stat().st_size:  # checked: here is a prefix
+            dst.mkdir(parents=True, exist_ok=True)
+            tmp = here.with_name(here.name + ".restoring")
+            shutil.copyfile(journal, tmp)
+            tmp.replace(here)
+            copied += 1
+        for trial in finished_trials(study):
+            trials += 1
+            for name in TRIAL_FILES:
+                f, to = trial / name, dst / "trials" / trial.name / name
+                if f.is_file() and not to.exists():
+                    copied += _copy(f, to)
+    for pattern in EXTRA_GLOBS:
+        for f in src.glob(pattern):
+            to = output / f.relative_to(src)
+            if not to.exists():
+                copied += _copy(f, to)
+    copied += _restore_unk_effects(src, output)
+    return {"target": target, "trials": trials, "files_copied": copied, "output": str(output)}
+
+
+def _check_journal(journal: Path, here: Path) -> None:
+    if not here.is_file():
+        return
+    a, b = journal.read_bytes(), here.read_bytes()
+    if not (a.startswith(b) or b.startswith(a)):
+        raise HarnessError(
+            f"results restore: {here} and {journal} are different studies (neither journal extends the other); "
+            "move one away first"
+        )
+
+
+def _restore_unk_effects(src: Path, output: Path) -> int:
+    """reproduction.json's unk_replace entries, keyed by the run path it was measured at, back into
+    <output>/runs/<study>/trials/<n>/unk_replace.json where the trial is there and has none."""
+    doc = src / "reproduction.json"
+    if not doc.is_file():
+        return 0
+    n = 0
+    for where, effect in (json.loads(doc.read_text()).get("unk_replace") or {}).items():
+        parts = Path(where).parts
+        if effect is None or "runs" not in parts:
+            continue
+        trial = output.joinpath(*parts[len(parts) - parts[::-1].index("runs") - 1 :])
+        cache = trial / "unk_replace.json"
+        if (trial / "metrics.json").is_file() and not cache.exists():
+            write_json(cache, effect)
+            n += 1
+    return n
 
 
 def _attention_animation(output: Path, dest: Path) -> None:

@@ -193,6 +193,8 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
                 f"{_fmt(r['bleu_unk_replace'], r['bleu_unk_replace_std'])} | "
                 f"{_fmt(r['unk_delta'], r['unk_delta_std'])} | {r['unk_tokens']:.0f} | {paper} |"
             )
+        if skipped := extras.get("unk_skipped"):
+            lines += ["", f"Not measured for {len(skipped)} run(s) restored from results/ without a checkpoint."]
         lines.append("")
     if target.aligner:
         lines += [

@@ -352,6 +352,16 @@ CASES = [
         ["output {tmp}/out", "directory is not empty", "--overwrite", "--resume"],
         prepare=_busy_output,
     ),
+    Case(
+        "results-restore-unknown-target",
+        ["results", "restore", "bahdanau2016", "{tmp}/again", "--into", "{tmp}/results"],
+        ["results restore", "unknown target 'bahdanau2016'", "expected one of", "britz2017"],
+    ),
+    Case(
+        "results-restore-nothing-there",
+        ["results", "restore", "britz2017", "{tmp}/again", "--into", "{tmp}/results"],
+        ["results restore", "{tmp}/results/britz2017 holds no study", "<study>/study.journal"],
+    ),
 ]
 
 

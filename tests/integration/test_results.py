@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
+from harness.errors import HarnessError
 from harness.paths import data_root
 from harness.study.reproduce import reproduce
-from harness.study.results import build, collect, finished_trials, verdicts
+from harness.study.results import build, collect, finished_trials, restore, verdicts
 
 pytestmark = pytest.mark.skipif(
     not (data_root() / "multi30k").is_dir(), reason=f"shared data not found: {data_root()}/multi30k"
@@ -42,6 +43,7 @@ def test_collect_then_build_from_results_alone(tmp_path):
     assert not list(dest.rglob("*.ckpt")) and not list(dest.rglob("*.npz"))  # never checkpoints or attention
 
     shutil.rmtree(out)  # RESULTS.md needs results/ only
+    _restore_resumes_without_retraining(tmp_path, into, study.name)
     md = build(into, tmp_path / "RESULTS.md").read_text()
     assert "RNNsearch (bahdanau, additive)" in md and "nrefs:1" in md and "| claim | verdict | why |" in md
     assert md.count("**not testable at this scale**") == 2  # tiny runs stop at max_steps: nothing is judged
@@ -73,3 +75,43 @@ def test_collect_then_build_from_results_alone(tmp_path):
     assert second.verdict == "not run yet"  # the seq2seq row was left out of `rows`
     sig = [{"claim": first_claim.claim, "p_value": 0.2}]
     assert verdicts("bahdanau2015", rows, sig)[0].verdict == "not reproduced"  # not significant
+
+
+def _restore_resumes_without_retraining(tmp_path, into, study):
+    """A new machine: the folder is gone, results/ is all there is. restore seeds a folder from it, and the
+    reproduction then finds every trial finished (none trains again, none is changed) and its unk-replacement
+    effects without the checkpoints they were measured with."""
+    src = into / "bahdanau2015" / study
+    for cache in src.glob("trials/*/unk_replace.json"):
+        cache.unlink()  # as in results/ collected before the reproduction measured them: reproduction.json has them
+    again = tmp_path / "machine2" / "reproduce-bahdanau2015"
+    r = restore("bahdanau2015", again, into)
+    assert r["trials"] == 3
+    trials = finished_trials(again / "runs" / study)
+    assert [t.name for t in trials] == [t.name for t in finished_trials(src)]
+    no_attention = ("arch: seq2seq", "score: none")  # RNNencdec and Sutskever's seq2seq: nothing to copy from
+    attends = [t.name for t in trials if not any(x in (t / "config.yaml").read_text() for x in no_attention)]
+    assert attends and [t.name for t in trials if (t / "unk_replace.json").is_file()] == attends
+    assert not list(again.rglob("*.ckpt"))
+    before = {t.name: (t / "metrics.json").read_bytes() for t in trials}
+    journal = (again / "runs" / study / "study.journal").read_bytes()
+    assert journal == (src / "study.journal").read_bytes()
+
+    done = reproduce("bahdanau2015", "tiny", output=again, quiet=True)
+    assert done["status"] == 0 and len(done["runs"]) == 3
+    assert {t.name: (t / "metrics.json").read_bytes() for t in finished_trials(again / "runs" / study)} == before
+    assert not list(again.rglob("*.ckpt")) and not list((again / "runs" / study / "trials").glob("*.partial"))
+    assert len(done["extras"]["unk"]) == len(attends) and not done["extras"].get("unk_skipped")
+    grown = (again / "runs" / study / "study.journal").read_bytes()
+    assert grown.startswith(journal)  # the folder's journal may only have grown
+
+    # restoring again keeps the folder's journal (it is ahead of results/) and every file it has
+    assert restore("bahdanau2015", again, into)["files_copied"] == 0
+    assert (again / "runs" / study / "study.journal").read_bytes() == grown
+    # a different study under the same name is refused, and nothing is written
+    other = tmp_path / "machine3" / "reproduce-bahdanau2015"
+    (other / "runs" / study).mkdir(parents=True)
+    (other / "runs" / study / "study.journal").write_text('{"op_code": 0, "worker_id": "x"}\n')
+    with pytest.raises(HarnessError, match="different studies"):
+        restore("bahdanau2015", other, into)
+    assert sorted(p.name for p in (other / "runs" / study).iterdir()) == ["study.journal"]
