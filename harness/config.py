@@ -158,6 +158,12 @@ class TrainConfig:
     precision: str = _f("32", choices=["32", "bf16-mixed", "16-mixed"])
     threads: int = _f(0, lo=0)  # torch intra-op threads; 0 = leave torch's default
     log_every: int = _f(10, lo=1)
+    # memory for speed (off by default): glibc's malloc serves every allocation of at least this many bytes with
+    # its own mmap and returns it to the system when freed (mallopt M_MMAP_THRESHOLD, which also stops glibc
+    # raising the threshold as large blocks are freed, the source of a freed-but-kept heap). Lowers peak RSS, costs
+    # page faults on every large tensor: measured in results/bench/memory.md. 0 = glibc's default; no effect
+    # where the C library is not glibc. At most 32 MiB (glibc's limit on 64-bit)
+    malloc_mmap_threshold: int = _f(0, lo=0, hi=32 * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -442,7 +448,7 @@ def to_dict(cfg) -> dict:
 # Keys added after sweeps began to fingerprint their base config's resolved content (harness/study/spec.py): at
 # their default they leave the model as it was before they existed, so a config that leaves them there keeps the
 # digest it had, and a study created before they existed resumes. A new key with that property goes here.
-DIGEST_NEUTRAL_AT_DEFAULT = ("model.rnn_cell", "model.enc_bidirectional", "model.bridge")
+DIGEST_NEUTRAL_AT_DEFAULT = ("model.rnn_cell", "model.enc_bidirectional", "model.bridge", "train.malloc_mmap_threshold")
 
 
 def content_for_digest(cfg) -> dict:
