@@ -270,13 +270,14 @@ def cmd_align(args) -> int:
 
 
 def cmd_results(args) -> int:
+    from harness.study.reproduce import default_output
     from harness.study.results import build, collect, restore
 
     if args.action == "restore":
         if not args.outputs:
             raise HarnessError("results restore: name the target, e.g. `harness results restore britz2017`")
         target, *rest = args.outputs
-        output = Path(rest[0]) if rest else PROJECT_ROOT / "reports" / f"reproduce-{target}"
+        output = Path(rest[0]) if rest else default_output(target)
         r = restore(target, output, Path(args.into))
         print(
             f"{r['output']}: {r['trials']} finished trials of {Path(args.into) / target}, {r['files_copied']} files "

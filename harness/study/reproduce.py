@@ -26,6 +26,7 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT, data_root
+from harness.report.significance import is_control
 from harness.runs.layout import checkpoint_path
 from harness.study.measurements import (
     aligner_baseline,
@@ -36,6 +37,11 @@ from harness.study.measurements import (
 from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.sweep import sweep
 from harness.study.targets import SCALES, TARGETS, Target, spec_path
+
+
+def default_output(paper: str, scale: str = "small") -> Path:
+    """reports/reproduce-PAPER/ (small scale) or reports/reproduce-PAPER-SCALE/."""
+    return PROJECT_ROOT / "reports" / (f"reproduce-{paper}" if scale == "small" else f"reproduce-{paper}-{scale}")
 
 
 def run_sweep(spec: Path, overrides: list[str], study: str, runs_dir: Path, workers: int, quiet: bool) -> int:
@@ -97,11 +103,7 @@ def reproduce(
         raise HarnessError(f"reproduce --scale: '{scale}' is not one of {', '.join(SCALES)}")
     target = TARGETS[paper]
     overrides = list(overrides or [])
-    out = (
-        Path(output)
-        if output
-        else PROJECT_ROOT / "reports" / (f"reproduce-{paper}" if scale == "small" else f"reproduce-{paper}-{scale}")
-    )
+    out = Path(output) if output else default_output(paper, scale)
     workers = workers or (2 if scale == "small" else 1)
     if scale == "paper":
         if not target.paper_configs:
@@ -163,11 +165,11 @@ def reproduce(
         extras["unk"] = {}
         for run in runs:
             if not (run / "unk_replace.json").is_file() and not checkpoint_path(run).is_file():
-                # restored from results/ (harness results restore): no checkpoint to decode with
-                flat = run_flat_config(run)
-                if flat.get("model.arch") != "seq2seq" and flat.get("model.score") != "none":
+                # restored from results/ (harness results restore): no checkpoint to decode with; a model
+                # without attention has nothing to copy from anyway
+                if not is_control(run_flat_config(run)):
                     extras.setdefault("unk_skipped", []).append(str(run))
-                continue  # a model without attention has nothing to copy from
+                continue
             effect = unk_replace_effect(run)
             if effect is not None:
                 extras["unk"][str(run)] = effect

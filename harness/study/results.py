@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_text, write_json
+from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.metrics.keys import AER, AER_DIAGONAL, BLEU_SIGNATURE, BY_LENGTH, CONVERGED, STOP_REASON, TRAIN_TIME
 from harness.paths import PROJECT_ROOT
 from harness.study.summary import expected_time, render_markdown, run_flat_config, summarize
@@ -47,10 +47,11 @@ def _target_of(output: Path) -> str:
     return name
 
 
-def _copy(src: Path, dst: Path) -> bool:
+def _copy(src: Path, dst: Path, keep: bool = False) -> bool:
+    """Copy src over dst unless they are equal (or, with `keep`, unless dst exists at all); True if copied."""
     if not src.is_file():
         return False
-    if dst.is_file() and dst.read_bytes() == src.read_bytes():
+    if dst.exists() if keep else (dst.is_file() and dst.read_bytes() == src.read_bytes()):
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
@@ -99,9 +100,9 @@ def restore(target: str, output: Path, into: Path = RESULTS) -> dict:
     unknown-word-replacement effects recorded in reproduction.json go back into each trial's unk_replace.json
     (that measurement needs a checkpoint, which results/ never holds).
     """
-    src = Path(into) / target
     if target not in TARGETS:
         raise HarnessError(f"results restore: unknown target {target!r} (expected one of {', '.join(TARGETS)})")
+    src = Path(into) / target
     studies = sorted(p for p in src.glob("*") if (p / "study.journal").is_file()) if src.is_dir() else []
     if not studies:
         raise HarnessError(f"results restore: {src} holds no study (expected <study>/study.journal)")
@@ -113,22 +114,15 @@ def restore(target: str, output: Path, into: Path = RESULTS) -> dict:
         dst = output / "runs" / study.name
         journal, here = study / "study.journal", dst / "study.journal"
         if not here.is_file() or here.stat().st_size < journal.stat().st_size:  # checked: here is a prefix
-            dst.mkdir(parents=True, exist_ok=True)
-            tmp = here.with_name(here.name + ".restoring")
-            shutil.copyfile(journal, tmp)
-            tmp.replace(here)
+            atomic_write_bytes(here, journal.read_bytes())
             copied += 1
         for trial in finished_trials(study):
             trials += 1
             for name in TRIAL_FILES:
-                f, to = trial / name, dst / "trials" / trial.name / name
-                if f.is_file() and not to.exists():
-                    copied += _copy(f, to)
+                copied += _copy(trial / name, dst / "trials" / trial.name / name, keep=True)
     for pattern in EXTRA_GLOBS:
         for f in src.glob(pattern):
-            to = output / f.relative_to(src)
-            if not to.exists():
-                copied += _copy(f, to)
+            copied += _copy(f, output / f.relative_to(src), keep=True)
     copied += _restore_unk_effects(src, output)
     return {"target": target, "trials": trials, "files_copied": copied, "output": str(output)}
 

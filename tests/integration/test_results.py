@@ -10,8 +10,10 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.paths import data_root
+from harness.report.significance import is_control
 from harness.study.reproduce import reproduce
 from harness.study.results import build, collect, finished_trials, restore, verdicts
+from harness.study.summary import run_flat_config
 
 pytestmark = pytest.mark.skipif(
     not (data_root() / "multi30k").is_dir(), reason=f"shared data not found: {data_root()}/multi30k"
@@ -89,8 +91,7 @@ def _restore_resumes_without_retraining(tmp_path, into, study):
     assert r["trials"] == 3
     trials = finished_trials(again / "runs" / study)
     assert [t.name for t in trials] == [t.name for t in finished_trials(src)]
-    no_attention = ("arch: seq2seq", "score: none")  # RNNencdec and Sutskever's seq2seq: nothing to copy from
-    attends = [t.name for t in trials if not any(x in (t / "config.yaml").read_text() for x in no_attention)]
+    attends = [t.name for t in trials if not is_control(run_flat_config(t))]  # RNNencdec, seq2seq: nothing to copy
     assert attends and [t.name for t in trials if (t / "unk_replace.json").is_file()] == attends
     assert not list(again.rglob("*.ckpt"))
     before = {t.name: (t / "metrics.json").read_bytes() for t in trials}
