@@ -144,6 +144,23 @@ def _objective_of(study) -> list[dict]:
     return [{"metric": "bleu", "direction": "maximize"}]
 
 
+# user attr of a sweep trial that continues a budget-stopped COMPLETE trial (its number) under a raised budget
+# (harness.study.study.enqueue_extensions); a report shows the continuation in the stopped trial's place
+EXTENDS = "extends"
+
+
+def is_extension(t) -> bool:
+    return t.user_attrs.get(EXTENDS) is not None
+
+
+def superseded(trials) -> dict[int, int]:
+    """COMPLETE trials that a COMPLETE extension continued: {trial: the trial that continued it}. A report shows
+    the extension in their place (a chain 0 -> 5 -> 9 supersedes 0 and 5)."""
+    from optuna.trial import TrialState
+
+    return {int(t.user_attrs[EXTENDS]): t.number for t in trials if t.state == TrialState.COMPLETE and is_extension(t)}
+
+
 def from_study(name: str, storage: str | None = None) -> Source:
     """The completed trials of a study, from any storage a sweep writes (opened the way the sweep opens it:
     the PostgreSQL driver that is installed, journal files too); the URL is shown with its password masked."""
@@ -171,7 +188,14 @@ def from_study(name: str, storage: str | None = None) -> Source:
         msg = str(e).splitlines()[0][:120].replace(storage, shown)
         raise HarnessError(f"study '{name}': cannot open storage {shown} ({msg})") from None
     src = Source([], study, name, shown, _objective_of(study))
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    trials = study.get_trials(deepcopy=False)
+    gone = superseded(trials)
+    for t in trials:
+        if t.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        if t.number in gone:
+            src.notes.append(f"trial {t.number}: continued under a raised budget as trial {gone[t.number]}")
+            continue
         attrs = t.user_attrs
         run_dir = Path(attrs["run_dir"]) if attrs.get("run_dir") else None
         if run_dir is not None and not run_dir.is_absolute() and not run_dir.is_dir():

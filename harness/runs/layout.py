@@ -8,6 +8,8 @@ RUN_DIR/
   metrics.json         flat metrics (README documents every key; harness/metrics/keys.py names them)
   attention/test.npz   attention per test sentence (+ test.forced.npz: forced decoding of the references)
   logs/                Lightning CSV metrics; wandb/ the W&B offline run
+  extends.json         only in a sweep trial that continued a budget-stopped trial under a raised budget:
+                       {"trial": <the trial it continues>, "step": ..., "stop_reason", "budget", "was", "now"}
 
 While training, everything is written to RUN_DIR.partial/ (with a lock file and an INCOMPLETE marker); it is
 renamed to RUN_DIR only when the run has finished, so a crash never leaves a RUN_DIR that looks finished.
@@ -46,6 +48,7 @@ ATTENTION = "attention"
 PARTIAL = ".partial"  # RUN_DIR.partial/: the run while it trains
 LOCK_FILE = ".lock"  # RUN_DIR.partial/.lock, held (flock) by the process training into it
 INCOMPLETE = "INCOMPLETE"  # RUN_DIR.partial/INCOMPLETE: says the run has not finished
+EXTENDS_FILE = "extends.json"  # a sweep trial that continues another (harness.study.study.enqueue_extensions)
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:

@@ -5,6 +5,7 @@ directory, flattened config and seed as trial user attrs, and return the objecti
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -23,7 +24,7 @@ from harness.metrics import keys
 from harness.runs.layout import checkpoint_path, is_locked, partial_path
 from harness.storage import is_rdb, quiet_optuna
 from harness.study.spec import SweepSpec
-from harness.study.study import grid_point, progress
+from harness.study.study import EXTENDS, grid_point, is_extension, progress
 
 POLL_S = 0.5  # seconds between a waiting worker's looks at the storage
 
@@ -164,6 +165,14 @@ class Objective:
         from optuna.trial import TrialState
 
         spec, me = self.spec, trial.number
+        if is_extension(trial):  # it replaces a finished trial (no budget of its own); once per finished trial
+            of = trial.user_attrs[EXTENDS]
+            for t in self.study.get_trials(deepcopy=False):
+                if t.number != me and t.user_attrs.get(EXTENDS) == of:
+                    if t.state == TrialState.COMPLETE or (t.state == TrialState.RUNNING and t.number < me):
+                        raise NotRun(f"trial {of} is already continued by trial {t.number}")
+            trial.set_user_attr("admitted", True)
+            return
         mine = tuple(params[n] for n in spec.grid_space) if spec.sampler == "grid" else None
         while True:
             trials = self.study.get_trials(deepcopy=False)
@@ -199,11 +208,15 @@ class Objective:
             source = RetryFailedTrialCallback.retried_trial_number(trial)
         if source is None:
             return False
+        from harness.train.checkpoints import load_checkpoint
+
+        extends = trial.user_attrs.get(EXTENDS)
+        if extends is not None and int(source) == int(extends):
+            return self._continue(trial, out, out.parent / str(extends))
         partial = partial_path(out.parent / str(source))
         last = checkpoint_path(partial, "last")
         if not last.is_file() or is_locked(partial):
             return False
-        from harness.train.checkpoints import load_checkpoint
 
         try:
             step = int(load_checkpoint(last)["global_step"])
@@ -214,6 +227,29 @@ class Objective:
             shutil.rmtree(target)
         os.replace(partial, target)
         trial.set_user_attr("resumed_from", {"trial": int(source), "step": step})
+        return True
+
+    def _continue(self, trial, out: Path, finished: Path) -> bool:
+        """An extension (harness.study.study.enqueue_extensions) starts as a copy of the finished trial's run
+        directory, made beside it and renamed into place whole (a kill while copying leaves no half copy to
+        resume from), without its W&B folder: the extension is a W&B run of its own. The finished trial's
+        directory is left as it is. The copy's `extends.json` says what it continues."""
+        from harness.io import atomic_write_text
+        from harness.runs.layout import EXTENDS_FILE
+        from harness.train.checkpoints import load_checkpoint
+
+        last = checkpoint_path(finished, "last")
+        step = int(load_checkpoint(last)["global_step"])  # a missing or truncated one: the trial fails, says so
+        target, staging = partial_path(out), out.with_name(out.name + ".copying")
+        for stale in (target, staging):
+            if stale.exists():
+                shutil.rmtree(stale)
+        shutil.copytree(finished, staging, ignore=shutil.ignore_patterns("wandb"))
+        from_trial = int(trial.user_attrs[EXTENDS])
+        note = {"trial": from_trial, "step": step, **(trial.user_attrs.get("extends_budget") or {})}
+        atomic_write_text(staging / EXTENDS_FILE, json.dumps(note, indent=1) + "\n")
+        os.replace(staging, target)
+        trial.set_user_attr("resumed_from", {"trial": from_trial, "step": step, "extends": True})
         return True
 
     def __call__(self, trial):

@@ -34,7 +34,14 @@ from harness.study.measurements import (
     symmetrised_rows,
     unk_replace_effect,
 )
-from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
+from harness.study.summary import (
+    continuations,
+    expected_time,
+    render_markdown,
+    run_dirs_of,
+    run_flat_config,
+    summarize,
+)
 from harness.study.sweep import sweep
 from harness.study.targets import SCALES, TARGETS, Target, spec_path
 
@@ -155,6 +162,8 @@ def reproduce(
                 raise KeyboardInterrupt
             status = max(status, rc)
             runs += run_dirs_of(runs_dir / study)
+            for run, note in continuations(run_dirs_of(runs_dir / study, superseded=True)):
+                extras.setdefault("continued", []).append({"study": study, **note, "by": int(run.name)})
             if target.aligner:
                 # tiny: a tenth of eflomal's iterations (its default grows as the corpus shrinks)
                 rel = 0.1 if scale == "tiny" else 1.0
@@ -190,6 +199,7 @@ def reproduce(
             "unk_replace": extras.get("unk"),
             "symmetrised": extras.get("symmetrised"),
             "length_counts": extras.get("length_counts"),
+            "continued": extras.get("continued"),
             "report_note": note,
             "status": status,
         },

@@ -28,12 +28,20 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.metrics.keys import AER, AER_DIAGONAL, BLEU_SIGNATURE, BY_LENGTH, CONVERGED, STOP_REASON, TRAIN_TIME
 from harness.paths import PROJECT_ROOT
-from harness.study.summary import expected_time, render_markdown, run_flat_config, summarize
+from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.targets import LENGTH_BUCKETS, TARGETS, matches, spec_path
 
 RESULTS = PROJECT_ROOT / "results"
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
-TRIAL_FILES = ("config.yaml", "metrics.json", "test.hyp", "test.align", "unk_replace.json", "logs/metrics.csv")
+TRIAL_FILES = (
+    "config.yaml",
+    "metrics.json",
+    "test.hyp",
+    "test.align",
+    "unk_replace.json",
+    "extends.json",
+    "logs/metrics.csv",
+)
 EXTRA_GLOBS = ("aligner/*.json", "aligner/*.align", "symmetrised/*.json", "symmetrised/*.align", "data/buckets.json")
 SUMMARY_FILES = ("reproduction.json", "reproduction.md")
 
@@ -58,14 +66,6 @@ def _copy(src: Path, dst: Path, keep: bool = False) -> bool:
     return True
 
 
-def finished_trials(study_dir: Path) -> list[Path]:
-    trials = study_dir / "trials"
-    if not trials.is_dir():
-        return []
-    done = [d for d in trials.iterdir() if d.is_dir() and d.name.isdigit() and (d / "metrics.json").is_file()]
-    return sorted(done, key=lambda d: int(d.name))
-
-
 def collect(output: Path, into: Path = RESULTS) -> dict:
     """Copy one reproduction folder's light artifacts into results/<target>/; returns what was copied."""
     output = Path(output)
@@ -74,7 +74,7 @@ def collect(output: Path, into: Path = RESULTS) -> dict:
     copied, trials = 0, 0
     for study in sorted(p for p in (output / "runs").glob("*") if p.is_dir()):
         copied += _copy(study / "study.journal", dest / study.name / "study.journal")
-        for trial in finished_trials(study):
+        for trial in run_dirs_of(study, superseded=True):
             trials += 1
             for name in TRIAL_FILES:
                 copied += _copy(trial / name, dest / study.name / "trials" / trial.name / name)
@@ -116,7 +116,7 @@ def restore(target: str, output: Path, into: Path = RESULTS) -> dict:
         if not here.is_file() or here.stat().st_size < journal.stat().st_size:  # checked: here is a prefix
             atomic_write_bytes(here, journal.read_bytes())
             copied += 1
-        for trial in finished_trials(study):
+        for trial in run_dirs_of(study, superseded=True):
             trials += 1
             for name in TRIAL_FILES:
                 copied += _copy(trial / name, dst / "trials" / trial.name / name, keep=True)
@@ -167,7 +167,7 @@ def _attention_animation(output: Path, dest: Path) -> None:
     rnnsearch = TARGETS["bahdanau2015"].rows[0].match
     best = None
     for study in (output / "runs").glob("*"):
-        for trial in finished_trials(study):
+        for trial in run_dirs_of(study):
             m = json.loads((trial / "metrics.json").read_text())
             flat = run_flat_config(trial)
             if m.get(CONVERGED) and all(flat.get(k) == v for k, v in rnnsearch.items()):
@@ -186,7 +186,7 @@ def load_claims() -> dict[str, list[dict]]:
 
 
 def target_runs(dest: Path) -> list[Path]:
-    return [t for study in sorted(p for p in dest.glob("*") if (p / "trials").is_dir()) for t in finished_trials(study)]
+    return [t for study in sorted(p for p in dest.glob("*") if (p / "trials").is_dir()) for t in run_dirs_of(study)]
 
 
 def _rows_runs(target: str, runs: list[Path]) -> dict[str, list[Path]]:

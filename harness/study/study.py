@@ -1,6 +1,7 @@
 """The Optuna study of a sweep: sampler and pruner from the spec, creation with the fingerprint that a resumed
 study must match (study user attrs: fingerprint, spec, objectives, seeds, description, n_trials), progress towards
-the exact trial budget, re-queued grid points and the one-line summaries of trials and studies."""
+the exact trial budget, re-queued grid points, budget-stopped trials continued under a raised budget (extensions)
+and the one-line summaries of trials and studies."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import dataclasses
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.report.load import EXTENDS, is_extension, superseded
 from harness.study.spec import SweepSpec
 
 
@@ -87,14 +90,23 @@ def create_or_load_study(spec: SweepSpec, name: str, storage, worker: int = 0, c
     return study
 
 
+# what ended a budget-stopped run (metrics.json stop_reason) -> the config key of that budget and its "no limit"
+BUDGETS = {
+    "max_epochs": ("train.max_epochs", -1),
+    "max_steps": ("train.max_steps", -1),
+    "max_time": ("train.max_time", 0),
+}
+
+
 @dataclass
 class Progress:
-    finished: int  # COMPLETE trials (grid: distinct points COMPLETE or PRUNED)
+    finished: int  # COMPLETE trials (grid: distinct points COMPLETE or PRUNED), continued ones counted once
     running: int
     waiting: int
     untouched: int  # grid points no trial has touched yet
     failed_points: int  # grid points whose only trials failed (retried on the next run)
     pruned: int = 0  # PRUNED trials
+    extending: int = 0  # queued or running extensions (they replace a finished trial: no budget of their own)
 
     def gave_up(self, spec: SweepSpec) -> bool:
         """tpe/random: the pruner stopped max_pruned trials before n_trials completed."""
@@ -114,9 +126,12 @@ def progress(spec: SweepSpec, trials) -> Progress:
 
     running = sum(t.state == TrialState.RUNNING for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
+    extending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) and is_extension(t) for t in trials)
     if spec.sampler != "grid":
-        complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        return Progress(complete, running, waiting, 0, 0, sum(t.state == TrialState.PRUNED for t in trials))
+        gone = superseded(trials)
+        complete = sum(t.state == TrialState.COMPLETE and t.number not in gone for t in trials)
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        return Progress(complete, running, waiting, 0, 0, pruned, extending)
     done, touched = set(), set()
     for t in trials:
         p = grid_point(spec, t)
@@ -129,7 +144,62 @@ def progress(spec: SweepSpec, trials) -> Progress:
     all_points = [tuple(p.values()) for p in spec.grid_points()]
     untouched = sum(p not in touched for p in all_points)
     failed = sum(p in touched and p not in done and p not in active for p in all_points)
-    return Progress(len(done), running, waiting, untouched, failed)
+    return Progress(len(done), running, waiting, untouched, failed, 0, extending)
+
+
+def _raised(old, new, unlimited) -> bool:
+    if old is None or old == unlimited:
+        return False  # (a run stopped by a budget it did not have: nothing to raise)
+    return new == unlimited or new > old
+
+
+def enqueue_extensions(spec: SweepSpec, study, trials_dir: Path) -> list[str]:
+    """Resume under a raised budget: a COMPLETE trial that its budget stopped (metrics stop_reason max_epochs,
+    max_steps or max_time, not the stopping rule) while the spec's budget for it is now larger is queued again,
+    as a new trial that continues from the stopped trial's last checkpoint (Objective.resume_from) and ends as a
+    run trained under the larger budget from the start would (the resume is exact on CPU; the learning-rate
+    schedules do not depend on the budget). The stopped trial and its run directory stay; reports show the
+    extension instead (superseded). An extension that failed (Ctrl-C, a lost machine) is retried from its own
+    checkpoint. Budgets are overrides, outside the study's fingerprint. Returns one line per trial looked at."""
+    from optuna.trial import TrialState
+
+    from harness.experiment import load_config
+    from harness.metrics.keys import STOP_REASON
+    from harness.runs.layout import checkpoint_path, partial_path
+
+    trials = study.get_trials(deepcopy=False)
+    extensions: dict[int, list] = {}
+    for t in trials:
+        if is_extension(t):
+            extensions.setdefault(int(t.user_attrs[EXTENDS]), []).append(t)
+    lines = []
+    for t in trials:
+        reason = (t.user_attrs.get("metrics") or {}).get(STOP_REASON)
+        if t.state != TrialState.COMPLETE or reason not in BUDGETS:
+            continue
+        later = extensions.get(t.number, [])
+        if any(e.state != TrialState.FAIL for e in later):
+            continue  # continued already, or being continued
+        key, unlimited = BUDGETS[reason]
+        seed = t.user_attrs.get("seed", t.params.get("seed"))
+        point = {k: v for k, v in t.params.items() if k != "seed"}
+        new = getattr(load_config(spec.base, spec.trial_overrides(point, seed)).train, reason)
+        old = (t.user_attrs.get("config") or {}).get(key)
+        if not _raised(old, new, unlimited):
+            continue
+        failed = [e.number for e in later if (partial_path(trials_dir / str(e.number)) / "checkpoints").is_dir()]
+        source = failed[-1] if failed else t.number
+        if source == t.number and not checkpoint_path(trials_dir / str(t.number), "last").is_file():
+            lines.append(
+                f"trial {t.number} stopped at {key}={old} (now {new}) is not continued: "
+                f"{checkpoint_path(trials_dir / str(t.number), 'last')} is not there"
+            )
+            continue
+        budget = {"stop_reason": reason, "budget": key, "was": old, "now": new}
+        attrs = {EXTENDS: t.number, "extends_budget": budget, "resume_from": source, "seed": seed}
+        study.enqueue_trial(dict(t.params), user_attrs=attrs)
+        lines.append(f"trial {t.number} stopped at {key}={old}: queued to continue under {key}={new}")
+    return lines
 
 
 def enqueue_missing_grid_points(spec: SweepSpec, study) -> int:
@@ -206,12 +276,14 @@ def summarize(spec: SweepSpec, study) -> str:
 
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
+    gone = superseded(trials)
+    continued = f" ({len(gone)} of them continued under a raised budget by another)" if gone else ""
     line = (
-        f"study {study.study_name}: {count[TrialState.COMPLETE]} complete, "
+        f"study {study.study_name}: {count[TrialState.COMPLETE]} complete{continued}, "
         f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed, "
         f"{count[TrialState.WAITING]} queued (budget {spec.n_trials})"
     )
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in gone]
     if complete and len(spec.objectives) == 1:
         sign = 1 if spec.objectives[0].direction == "maximize" else -1
         best = max(complete, key=lambda t: sign * t.value)

@@ -25,7 +25,7 @@ from harness.metrics.keys import (
     TRAIN_TIME,
     VAL_PPL,
 )
-from harness.runs.layout import CONFIG_FILE, METRICS_FILE, PARTIAL
+from harness.runs.layout import CONFIG_FILE, EXTENDS_FILE, METRICS_FILE
 from harness.study.targets import LENGTH_BUCKETS, Target, matches
 
 
@@ -54,13 +54,31 @@ def _fmt(mean, std, digits=2) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def run_dirs_of(study_dir: Path) -> list[Path]:
-    """Finished run directories of a study (trials/<n>/ with metrics.json), in trial order."""
-    trials = study_dir / "trials"
+def run_dirs_of(study_dir: Path, superseded: bool = False) -> list[Path]:
+    """Finished run directories of a study (trials/<n>/ with metrics.json), in trial order; without the trials
+    that a later trial continued under a raised budget (its extends.json names them) unless `superseded`."""
+    trials = Path(study_dir) / "trials"
     if not trials.is_dir():
         return []
-    dirs = [d for d in trials.iterdir() if d.is_dir() and not d.name.endswith(PARTIAL) and (d / METRICS_FILE).is_file()]
-    return sorted(dirs, key=lambda d: int(d.name) if d.name.isdigit() else 10**9)
+    dirs = sorted(
+        (d for d in trials.iterdir() if d.is_dir() and d.name.isdigit() and (d / METRICS_FILE).is_file()),
+        key=lambda d: int(d.name),
+    )
+    if superseded:
+        return dirs
+    gone = set(continued_by(dirs))
+    return [d for d in dirs if int(d.name) not in gone]
+
+
+def continued_by(run_dirs: list[Path]) -> dict[int, int]:
+    """{trial: the trial that continued it under a raised budget} among finished run directories."""
+    return {int(note["trial"]): int(Path(d).name) for d, note in continuations(run_dirs)}
+
+
+def continuations(run_dirs: list[Path]) -> list[tuple[Path, dict]]:
+    """The run directories among these that continue another trial, with their extends.json."""
+    notes = [(Path(d), Path(d) / EXTENDS_FILE) for d in run_dirs]
+    return [(d, json.loads(f.read_text())) for d, f in notes if f.is_file()]
 
 
 def run_flat_config(run_dir: Path) -> dict:
@@ -173,6 +191,16 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
         cells.append(r["paper"] or "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if continued := extras.get("continued"):
+        lines += [
+            "Trials that their budget stopped and that a later trial continued from their last checkpoint under a "
+            "raised budget (the continuation is counted above, in their place):",
+            "",
+        ]
+        for c in continued:
+            how = f": stopped by {c['stop_reason']} at {c['budget']}={c['was']}, continued under {c['now']}"
+            lines.append(f"- {c['study']} trial {c['trial']} -> trial {c['by']}{how if c.get('budget') else ''}")
+        lines.append("")
     if target.unk_replace:
         lines += [
             "## Unknown-word replacement (Luong et al. 2015 §4)",

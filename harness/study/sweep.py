@@ -32,6 +32,7 @@ from harness.study.slurm import SlurmOptions, run_slurm, sbatch_script, slurm_fo
 from harness.study.spec import load_spec
 from harness.study.study import (
     create_or_load_study,
+    enqueue_extensions,
     enqueue_missing_grid_points,
     fail_dead_local_trials,
     progress,
@@ -111,6 +112,8 @@ def sweep(
         requeued = enqueue_missing_grid_points(spec, study_)
         if requeued and not quiet:
             print(f"re-queued {requeued} grid points whose trials failed", flush=True)
+    for line in enqueue_extensions(spec, study_, reports / name / "trials"):
+        print(line, flush=True)  # (also with --quiet: a study that trains again after it finished says why)
     before = progress(spec, study_.get_trials(deepcopy=False))
     if not quiet:
         print(

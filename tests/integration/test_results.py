@@ -12,8 +12,8 @@ from harness.errors import HarnessError
 from harness.paths import data_root
 from harness.report.significance import is_control
 from harness.study.reproduce import reproduce
-from harness.study.results import build, collect, finished_trials, restore, verdicts
-from harness.study.summary import run_flat_config
+from harness.study.results import build, collect, restore, verdicts
+from harness.study.summary import run_dirs_of, run_flat_config
 
 pytestmark = pytest.mark.skipif(
     not (data_root() / "multi30k").is_dir(), reason=f"shared data not found: {data_root()}/multi30k"
@@ -37,7 +37,7 @@ def test_collect_then_build_from_results_alone(tmp_path):
     dest = into / "bahdanau2015"
     (study,) = [p for p in dest.iterdir() if (p / "trials").is_dir()]
     assert (study / "study.journal").is_file()
-    trials = finished_trials(study)
+    trials = run_dirs_of(study)
     assert len(trials) == 3
     for t in trials:
         for name in ("config.yaml", "metrics.json", "test.hyp", "logs/metrics.csv"):
@@ -89,8 +89,8 @@ def _restore_resumes_without_retraining(tmp_path, into, study):
     again = tmp_path / "machine2" / "reproduce-bahdanau2015"
     r = restore("bahdanau2015", again, into)
     assert r["trials"] == 3
-    trials = finished_trials(again / "runs" / study)
-    assert [t.name for t in trials] == [t.name for t in finished_trials(src)]
+    trials = run_dirs_of(again / "runs" / study)
+    assert [t.name for t in trials] == [t.name for t in run_dirs_of(src)]
     attends = [t.name for t in trials if not is_control(run_flat_config(t))]  # RNNencdec, seq2seq: nothing to copy
     assert attends and [t.name for t in trials if (t / "unk_replace.json").is_file()] == attends
     assert not list(again.rglob("*.ckpt"))
@@ -100,7 +100,7 @@ def _restore_resumes_without_retraining(tmp_path, into, study):
 
     done = reproduce("bahdanau2015", "tiny", output=again, quiet=True)
     assert done["status"] == 0 and len(done["runs"]) == 3
-    assert {t.name: (t / "metrics.json").read_bytes() for t in finished_trials(again / "runs" / study)} == before
+    assert {t.name: (t / "metrics.json").read_bytes() for t in run_dirs_of(again / "runs" / study)} == before
     assert not list(again.rglob("*.ckpt")) and not list((again / "runs" / study / "trials").glob("*.partial"))
     assert len(done["extras"]["unk"]) == len(attends) and not done["extras"].get("unk_skipped")
     grown = (again / "runs" / study / "study.journal").read_bytes()

@@ -418,3 +418,63 @@ def test_a_killed_trial_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted
         curve = [(r["step"], r["val_ppl"]) for r in csv.DictReader(f) if r.get("val_ppl")]
         assert curve == [(r["step"], r["val_ppl"]) for r in csv.DictReader(g) if r.get("val_ppl")]
     assert not (tmp_path / "reports" / "k" / "trials" / "0.partial").exists()  # moved, not copied
+
+
+@pytest.mark.slow
+def test_a_budget_stopped_trial_continues_under_a_raised_budget(tmp_path):
+    """A trial stopped by its epoch budget, rerun after the budget was raised: the rerun continues it from its last
+    checkpoint as a new trial (the stopped trial and its directory stay), which ends as a trial trained under the
+    larger budget from the start does; reports show the continuation in the stopped trial's place, and a third
+    run has nothing left to do."""
+    from optuna.trial import TrialState
+
+    from harness.report.load import from_study
+    from harness.study.summary import continuations, run_dirs_of
+
+    # 100 sentences in batches of 32: 4 steps an epoch; validations at epoch ends (every 4 steps), patience off
+    budget = {"train.max_steps": -1, "train.val_every": 4, "train.early_stopping": 0}
+    spec = write_spec(tmp_path, space={"model.score": ["dot"]}, seeds=[1], extra_overrides=budget)
+    ref_url, url = f"journal:///{tmp_path / 'ref.journal'}", f"journal:///{tmp_path / 'x.journal'}"
+    six = ("train.max_epochs=6",)
+    r = run(sweep_cmd(spec, tmp_path / "ref", "ref", "--storage", ref_url, "--quiet", overrides=six))
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run(sweep_cmd(spec, tmp_path, "x", "--storage", url, "--quiet", overrides=("train.max_epochs=3",)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    trials = tmp_path / "reports" / "x" / "trials"
+    stopped = json.loads((trials / "0" / "metrics.json").read_text())
+    assert (stopped["stop_reason"], stopped["steps"], stopped["converged"]) == ("max_epochs", 12, False)
+    before = {p.relative_to(trials / "0"): p.read_bytes() for p in (trials / "0").rglob("*") if p.is_file()}
+
+    r = run(sweep_cmd(spec, tmp_path, "x", "--storage", url, "--quiet", overrides=("train.max_epochs=6",)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trial 0 stopped at train.max_epochs=3: queued to continue under train.max_epochs=6" in r.stdout
+    first, second = load("x", url).get_trials(states=(TrialState.COMPLETE,))
+    assert first.number == 0 and second.user_attrs["extends"] == 0
+    assert second.user_attrs["resumed_from"] == {"trial": 0, "step": 12, "extends": True}
+    after = {p.relative_to(trials / "0"): p.read_bytes() for p in (trials / "0").rglob("*") if p.is_file()}
+    assert after == before  # the stopped trial is left as it was
+    note = {"trial": 0, "step": 12, "stop_reason": "max_epochs", "budget": "train.max_epochs", "was": 3, "now": 6}
+    assert continuations(run_dirs_of(tmp_path / "reports" / "x", superseded=True)) == [(trials / "1", note)]
+    assert not (trials / "1" / "wandb").exists() and not list(trials.glob("*.copying"))
+
+    (ref,) = load("ref", ref_url).get_trials(states=(TrialState.COMPLETE,))
+    mine, theirs = trials / "1", Path(ref.user_attrs["run_dir"])
+    a, b = json.loads((mine / "metrics.json").read_text()), json.loads((theirs / "metrics.json").read_text())
+    for key in ("bleu", "chrf", "val_ppl", "aer", "val_bleu_best", "best_step", "steps", "epochs", "stop_reason"):
+        assert a[key] == b[key], key
+    assert (mine / "test.hyp").read_text() == (theirs / "test.hyp").read_text()
+    with open(mine / "logs" / "metrics.csv") as f, open(theirs / "logs" / "metrics.csv") as g:
+        curve = [(r["step"], r["val_ppl"]) for r in csv.DictReader(f) if r.get("val_ppl")]
+        assert curve == [(r["step"], r["val_ppl"]) for r in csv.DictReader(g) if r.get("val_ppl")]
+
+    # reports: the continuation in the stopped trial's place
+    assert [d.name for d in run_dirs_of(tmp_path / "reports" / "x")] == ["1"]
+    assert [d.name for d in run_dirs_of(tmp_path / "reports" / "x", superseded=True)] == ["0", "1"]
+    src = from_study("x", url)
+    assert [run.trial for run in src.runs] == [1]
+    assert any("trial 0: continued under a raised budget as trial 1" in n for n in src.notes)
+
+    r = run(sweep_cmd(spec, tmp_path, "x", "--storage", url, "--quiet", overrides=("train.max_epochs=6",)))
+    assert r.returncode == 0 and "to continue" not in r.stdout, r.stdout + r.stderr[-3000:]
+    assert "2 complete (1 of them continued under a raised budget by another)" in r.stdout
+    assert len(load("x", url).get_trials()) == 2

@@ -340,3 +340,48 @@ def test_keys_added_at_their_default_leave_the_base_config_digest_as_it_was(tmp_
     changed = tmp_path / "gru.yaml"
     changed.write_text("model: {arch: luong, score: general, rnn_cell: gru}\n")
     assert _config_digest(changed) != before  # set away from its default, the key counts
+
+
+def _finished(study, score: str, reason: str, config: dict) -> None:
+    import optuna
+
+    dist = optuna.distributions.CategoricalDistribution
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"model.score": score, "seed": 1},
+            distributions={"model.score": dist(["dot", "general"]), "seed": dist([1])},
+            value=1.0,
+            user_attrs={"seed": 1, "metrics": {"stop_reason": reason}, "config": config},
+        )
+    )
+
+
+def test_only_trials_stopped_by_a_budget_that_grew_are_continued(tmp_path):
+    """enqueue_extensions: a trial its budget stopped is queued again when the spec's budget for it is larger now,
+    and only where its last checkpoint is there; one the stopping rule stopped, or whose budget did not grow, not."""
+    import optuna
+
+    from harness.study.study import enqueue_extensions
+
+    spec = load_spec(spec_file(tmp_path, seeds=[1], overrides={"train.max_epochs": 6, "train.max_steps": -1}))
+    study = optuna.create_study(direction="maximize")
+    trials = tmp_path / "trials"
+    _finished(study, "dot", "max_epochs", {"train.max_epochs": 3})  # 0: continued
+    _finished(study, "general", "early_stopping", {"train.max_epochs": 3})  # 1: the rule stopped it
+    _finished(study, "dot", "max_epochs", {"train.max_epochs": 6})  # 2: the budget is the same
+    _finished(study, "general", "max_epochs", {"train.max_epochs": 3})  # 3: no checkpoint
+    (trials / "0" / "checkpoints").mkdir(parents=True)
+    (trials / "0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    lines = enqueue_extensions(spec, study, trials)
+    assert lines[0] == "trial 0 stopped at train.max_epochs=3: queued to continue under train.max_epochs=6"
+    assert lines[1].startswith("trial 3 stopped at train.max_epochs=3 (now 6) is not continued: ")
+    assert str(trials / "3" / "checkpoints" / "last.ckpt") in lines[1] and len(lines) == 2
+    (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert queued.user_attrs["extends"] == 0 and queued.user_attrs["resume_from"] == 0
+    assert queued.system_attrs["fixed_params"] == {"model.score": "dot", "seed": 1}
+    assert enqueue_extensions(spec, study, trials) == lines[1:]  # trial 0 is queued already
+
+    lower = load_spec(spec_file(tmp_path, seeds=[1], overrides={"train.max_epochs": 2, "train.max_steps": -1}))
+    fresh = optuna.create_study(direction="maximize")
+    _finished(fresh, "dot", "max_epochs", {"train.max_epochs": 3})
+    assert enqueue_extensions(lower, fresh, trials) == []

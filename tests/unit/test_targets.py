@@ -77,3 +77,17 @@ def test_an_anchor_missing_from_papers_yaml_is_a_one_line_error(tmp_path):
         load_targets(path, PAPERS_FILE)
     assert str(e.value).startswith(f"{path}: gnmt2016: GNMT (additive attention): anchor 'GNMT 2016 / no such model'")
     assert "\n" not in str(e.value)
+
+
+def test_reproduction_md_lists_the_trials_continued_under_a_raised_budget():
+    from harness.study.summary import render_markdown, summarize
+    from harness.study.targets import TARGETS
+
+    target = TARGETS["gnmt2016"]
+    note = {"trial": 0, "step": 9080, "stop_reason": "max_epochs", "budget": "train.max_epochs", "was": 20, "now": 60}
+    extras = {"continued": [{"study": "gnmt2016-small", **note, "by": 7}]}
+    meta = {"specs": ["experiments/small/gnmt2016.yaml"], "expected_time": "?", "wall_s": 1.0, "n_runs": 0}
+    text = render_markdown(target, "small", summarize(target, [], extras), extras, meta)
+    assert (
+        "- gnmt2016-small trial 0 -> trial 7: stopped by max_epochs at train.max_epochs=20, continued under 60" in text
+    )
