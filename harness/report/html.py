@@ -254,8 +254,9 @@ def render_html(report: Report, figs: dict[str, Any], index: int) -> str:
         f"{esc(dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC'))} by <code>harness report</code>.</p>",
     ]
     lb_note = (
-        f"One row per converged configuration (runs grouped by every config key that varies except the seed: "
-        f"{', '.join(report.group_keys) or 'none'}), its numbers over its converged seeds only. Values are mean "
+        f"One row per converged configuration (runs grouped by every config key that varies except the seed, and "
+        f"except a budget that ended no two runs at different values: {', '.join(report.group_keys) or 'none'}), "
+        f"its numbers over its converged seeds only. Values are mean "
         f"± sample standard deviation over seeds (ddof = 1; no ± when n = 1). ★ marks the best mean per column "
         f"(↑ higher is better, ↓ lower). Sorted by the study objective: {_objective_text(report)}. BLEU/chrF are "
         f"sacreBLEU on detokenized test hypotheses; AER/precision/recall from forced-decoding attention against "

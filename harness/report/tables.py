@@ -42,7 +42,7 @@ from harness.metrics.keys import (
     VAL_METRIC_SLOPE,
     VALIDATIONS,
 )
-from harness.report.load import RunRecord, read_validation_log
+from harness.report.load import LEGACY_STOP_REASON, RunRecord, read_validation_log
 
 # (metrics.json key, column label, which way is better: "max" | "min" | None = not ranked)
 METRICS: list[tuple[str, str, str | None]] = [
@@ -78,6 +78,10 @@ DIAGONAL_LABEL = "positional baseline (diagonal)"
 ALWAYS_GROUP = ["model.arch", "model.score"]
 NEVER_GROUP_PREFIXES = ("tracking.", "_meta")
 NEVER_GROUP = {"seed"}
+# budgets: hard caps, not hyperparameters. One tells configurations apart only where the runs it ended (metrics.json
+# stop_reason) differ in it, as in a sweep over the number of steps: a cap raised while a study ran does not split a
+# configuration in two (a run its stopping rule ended is the same run under either cap).
+BUDGET_KEYS = {"train.max_epochs": "max_epochs", "train.max_steps": "max_steps", "train.max_time": "max_time"}
 
 
 def _value(v: Any) -> Any:
@@ -85,7 +89,8 @@ def _value(v: Any) -> Any:
 
 
 def group_keys(runs: list[RunRecord]) -> list[str]:
-    """Config keys that vary across runs, except the seed (and tracking): they define a configuration."""
+    """Config keys that vary across runs, except the seed (and tracking) and budgets that ended no two runs at
+    different values (BUDGET_KEYS): they define a configuration."""
     keys: set[str] = set()
     for r in runs:
         keys.update(r.config)
@@ -93,7 +98,9 @@ def group_keys(runs: list[RunRecord]) -> list[str]:
     for k in sorted(keys):
         if k in NEVER_GROUP or k.startswith(NEVER_GROUP_PREFIXES):
             continue
-        values = {repr(_value(r.config.get(k))) for r in runs}
+        ended = (BUDGET_KEYS.get(k), LEGACY_STOP_REASON)  # (runs from before the rule: their budget ended them)
+        which = [r for r in runs if r.stop_reason in ended] if k in BUDGET_KEYS else runs
+        values = {repr(_value(r.config.get(k))) for r in which}
         if len(values) > 1:
             varying.append(k)
     head = [k for k in ALWAYS_GROUP if k in keys]

@@ -847,3 +847,26 @@ def test_reproduction_mean_std_has_no_spread_for_one_run():
     assert (mean, round(std, 6)) == (2.0, round(2**0.5, 6)) and _fmt(mean, std) == "2.00 ± 1.41"
     assert _fmt(*_mean_std([2.0, 2.0])) == "2.00 ± 0.00"  # two equal runs: a real zero spread
     assert _mean_std([None]) == (None, None) and _fmt(None, None) == "-"
+
+
+def test_a_budget_tells_configurations_apart_only_where_it_ended_runs_at_different_values():
+    """A cap raised while a study ran does not split a configuration (the rule ended both runs, or the cap ended
+    one), while runs that different caps stopped (a sweep over the budget) stay apart."""
+    from harness.report.load import RunRecord
+    from harness.report.tables import group_keys
+
+    def rec(name, cap, reason):
+        config = {"model.arch": "bahdanau", "model.score": "general", "train.max_epochs": cap, "seed": 1}
+        return RunRecord(name, None, config, {"bleu": 1.0, "stop_reason": reason, "converged": reason == "early"})
+
+    ruled = [rec("a", 25, "early_stopping"), rec("b", 60, "early_stopping")]
+    assert group_keys(ruled) == ["model.arch", "model.score"]
+    assert group_keys([*ruled, rec("c", 25, "max_epochs")]) == ["model.arch", "model.score"]
+    capped = [rec("c", 25, "max_epochs"), rec("d", 60, "max_epochs")]
+    assert group_keys(ruled + capped) == ["model.arch", "model.score", "train.max_epochs"]
+    assert group_keys([rec("e", 10, "max_steps"), rec("f", 20, "max_epochs")]) == ["model.arch", "model.score"]
+    legacy = [
+        RunRecord(n, None, {**r.config, "train.max_epochs": c}, {"bleu": 1.0})
+        for n, c, r in (("g", 2, ruled[0]), ("h", 4, ruled[0]))
+    ]
+    assert group_keys(legacy)[-1] == "train.max_epochs"  # trained before the rule: the budget ended them
