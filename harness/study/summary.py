@@ -104,6 +104,9 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
         items = by_row.get(r.name, [])
         if not items and r.paper is None:
             continue
+        # the numbers of a row are over its converged runs where it has any (an unconverged run's are not final:
+        # never averaged with converged ones); a row without any shows all its runs, marked unconverged
+        counted = [it for it in items if it[2].get(CONVERGED)] or items
         entry = {
             "configuration": r.name,
             "runs": len(items),
@@ -124,14 +127,14 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
             VAL_PPL,
             EPOCHS,
         ):
-            mean, std = _mean_std([m.get(metric) for _, _, m in items])
+            mean, std = _mean_std([m.get(metric) for _, _, m in counted])
             entry[metric] = mean
             entry[f"{metric}_std"] = std
         # converged: stopped by the stopping rule (metrics.json); runs from before it count as unconverged
         entry[CONVERGED] = sum(bool(m.get(CONVERGED)) for _, _, m in items)
         entry["stop_reasons"] = sorted({m.get(STOP_REASON) or "unknown" for _, _, m in items if not m.get(CONVERGED)})
         if target.unk_replace:
-            effects = [extras.get("unk", {}).get(str(p)) for p, _, _ in items]
+            effects = [extras.get("unk", {}).get(str(p)) for p, _, _ in counted]
             effects = [e for e in effects if e]
             if effects:
                 entry["bleu_unk_replace"], entry["bleu_unk_replace_std"] = _mean_std(
@@ -141,7 +144,7 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
                 entry["unk_tokens"] = sum(e["unk_tokens"] for e in effects) / len(effects)
         if target.length_data:
             buckets: dict[str, list[float]] = {}
-            for _, _, m in items:
+            for _, _, m in counted:
                 for b in m.get(BY_LENGTH) or []:
                     buckets.setdefault(b["bucket"], []).append(b["bleu"])
             entry[BY_LENGTH] = {b: _mean_std(v)[0] for b, v in buckets.items()}
@@ -170,7 +173,8 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
     head = ["configuration", "runs", "converged", "BLEU (ours)"] + (aer_head if has_aer else []) + ["paper"]
     lines += [
         "A run is converged when its stopping rule ended it (no improvement of the monitored validation metric "
-        "for the rule's patience); a run stopped by its budget is not, and its numbers are not final.",
+        "for the rule's patience); a run stopped by its budget is not, and its numbers are not final. A row's "
+        "numbers are over its converged runs where it has any, else over all its runs (then not final).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

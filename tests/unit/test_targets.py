@@ -91,3 +91,29 @@ def test_reproduction_md_lists_the_trials_continued_under_a_raised_budget():
     assert (
         "- gnmt2016-small trial 0 -> trial 7: stopped by max_epochs at train.max_epochs=20, continued under 60" in text
     )
+
+
+def test_a_row_is_averaged_over_its_converged_runs_only(tmp_path):
+    """A budget-stopped run's numbers are not final: a row with converged runs is over those alone; a row without
+    any shows all its runs (and says none converged)."""
+    import json
+
+    import yaml
+
+    from harness.study.summary import summarize
+    from harness.study.targets import TARGETS
+
+    def run(name, score, bleu, converged):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.yaml").write_text(yaml.safe_dump({"model": {"score": score, "hidden_size": 128}}))
+        reason = "early_stopping" if converged else "max_epochs"
+        (d / "metrics.json").write_text(json.dumps({"bleu": bleu, "converged": converged, "stop_reason": reason}))
+        return d
+
+    runs = [run("a", "general", 33.0, True), run("b", "general", 30.0, False), run("c", "additive", 29.0, False)]
+    rows = {r["configuration"]: r for r in summarize(TARGETS["britz2017"], runs, {})["rows"]}
+    general, additive = rows["multiplicative (general), 128 units"], rows["additive, 128 units"]
+    assert (general["runs"], general["converged"], general["bleu"], general["bleu_std"]) == (2, 1, 33.0, None)
+    assert (additive["runs"], additive["converged"], additive["bleu"]) == (1, 0, 29.0)
+    assert additive["stop_reasons"] == ["max_epochs"]
