@@ -203,9 +203,11 @@ class Objective:
         on CPU: harness.train.callbacks.ResumeState). Returns whether it does."""
         from optuna.storages import RetryFailedTrialCallback
 
-        source = trial.user_attrs.get("resume_from")
-        if source is None:
-            source = RetryFailedTrialCallback.retried_trial_number(trial)
+        # the latest failed attempt: a copy that RetryFailedTrialCallback made of a dead trial inherits its user
+        # attrs, so the resume_from it carries names the attempt before (whose partial the dead trial took over),
+        # and its retried_trial_number is the first of a chain of retries; retry_history ends with the dead one
+        history = RetryFailedTrialCallback.retry_history(trial)
+        source = history[-1] if history else trial.user_attrs.get("resume_from")
         if source is None:
             return False
         from harness.train.checkpoints import load_checkpoint

@@ -385,3 +385,33 @@ def test_only_trials_stopped_by_a_budget_that_grew_are_continued(tmp_path):
     fresh = optuna.create_study(direction="maximize")
     _finished(fresh, "dot", "max_epochs", {"train.max_epochs": 3})
     assert enqueue_extensions(lower, fresh, trials) == []
+
+
+def test_a_retried_trial_resumes_from_the_latest_failed_attempt(tmp_path):
+    """A copy that Optuna's RetryFailedTrialCallback makes of a dead trial inherits the dead trial's user attrs
+    (its resume_from names the attempt before it) and its retried_trial_number is the first of the chain: the copy
+    must continue the dead trial's own partial directory, for a re-queued trial and for an extension alike."""
+    import optuna
+    import torch
+
+    from harness.study.objective import Context, Objective
+
+    spec = load_spec(spec_file(tmp_path, seeds=[1]))
+    trials = tmp_path / "reports" / "s" / "trials"
+    for n, step in ((1, 7), (2, 11)):  # trial 0's partial was taken over by 1, 1's by 2; 2 died at step 11
+        (trials / f"{n}.partial" / "checkpoints").mkdir(parents=True)
+        ckpt = {"harness": {}, "state_dict": {}, "global_step": step}
+        torch.save(ckpt, trials / f"{n}.partial" / "checkpoints" / "last.ckpt")
+    ctx = Context(str(spec.path), [], None, "s", "sqlite://", str(tmp_path / "reports"))
+    for extra in ({}, {"extends": 0}):
+        study = optuna.create_study(direction="maximize")
+        study.enqueue_trial({"model.score": "dot", "seed": 1}, user_attrs={"resume_from": 1, **extra})
+        trial = study.ask()
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, "failed_trial", 0)  # as the callback writes them
+        storage.set_trial_system_attr(trial._trial_id, "retry_history", [0, 2])
+        out = trials / str(3 + bool(extra))
+        assert Objective(spec, ctx, study).resume_from(trial, out)
+        assert study.trials[-1].user_attrs["resumed_from"] == {"trial": 2, "step": 11}
+        assert (out.parent / f"{out.name}.partial" / "checkpoints" / "last.ckpt").is_file()
+        (out.parent / f"{out.name}.partial").rename(trials / "2.partial")  # (put it back for the second case)
