@@ -18,7 +18,7 @@ from harness.config import flatten, read_yaml
 from harness.errors import HarnessError
 from harness.metrics.keys import CONVERGED, STOP_REASON, VALIDATION
 from harness.paths import PROJECT_ROOT
-from harness.runs.layout import CONFIG_FILE, LOG_FILE, METRICS_FILE
+from harness.runs.layout import CONFIG_FILE, EXTENDS_FILE, LOG_FILE, METRICS_FILE
 
 # stop_reason of a run whose metrics.json predates the stopping rule (no `converged` / `stop_reason` keys)
 LEGACY_STOP_REASON = "unknown (trained before the stopping rule)"
@@ -72,6 +72,17 @@ def is_run_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / METRICS_FILE).is_file()
 
 
+def continued_by(run_dirs: list[Path]) -> dict[int, int]:
+    """{trial: the trial that continued it under a raised budget} among a sweep's finished trial directories."""
+    return {int(note["trial"]): int(Path(d).name) for d, note in continuations(run_dirs)}
+
+
+def continuations(run_dirs: list[Path]) -> list[tuple[Path, dict]]:
+    """The run directories among these that continue another trial, with their extends.json."""
+    notes = [(Path(d), Path(d) / EXTENDS_FILE) for d in run_dirs]
+    return [(d, json.loads(f.read_text())) for d, f in notes if f.is_file()]
+
+
 def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
     """Run directories; a directory without metrics.json that holds run directories stands for all of them."""
     out: list[Path] = []
@@ -79,7 +90,8 @@ def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
         if is_run_dir(p):
             out.append(p)
         elif p.is_dir() and (kids := sorted(c for c in p.iterdir() if is_run_dir(c))):
-            out.extend(kids)
+            gone = continued_by(kids)  # a sweep's trials/: a trial continued under a raised budget stands aside
+            out.extend(k for k in kids if not (k.name.isdigit() and int(k.name) in gone))
         elif p.is_dir():
             raise HarnessError(f"run directory {p}: no metrics.json (expected a finished `harness train` output)")
         else:

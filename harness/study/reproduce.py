@@ -26,6 +26,7 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT, data_root
+from harness.report.load import continuations
 from harness.report.significance import is_control
 from harness.runs.layout import checkpoint_path
 from harness.study.measurements import (
@@ -35,7 +36,6 @@ from harness.study.measurements import (
     unk_replace_effect,
 )
 from harness.study.summary import (
-    continuations,
     expected_time,
     render_markdown,
     run_dirs_of,

@@ -25,7 +25,8 @@ from harness.metrics.keys import (
     TRAIN_TIME,
     VAL_PPL,
 )
-from harness.runs.layout import CONFIG_FILE, EXTENDS_FILE, METRICS_FILE
+from harness.report.load import continued_by
+from harness.runs.layout import CONFIG_FILE, METRICS_FILE
 from harness.study.targets import LENGTH_BUCKETS, Target, matches
 
 
@@ -68,17 +69,6 @@ def run_dirs_of(study_dir: Path, superseded: bool = False) -> list[Path]:
         return dirs
     gone = set(continued_by(dirs))
     return [d for d in dirs if int(d.name) not in gone]
-
-
-def continued_by(run_dirs: list[Path]) -> dict[int, int]:
-    """{trial: the trial that continued it under a raised budget} among finished run directories."""
-    return {int(note["trial"]): int(Path(d).name) for d, note in continuations(run_dirs)}
-
-
-def continuations(run_dirs: list[Path]) -> list[tuple[Path, dict]]:
-    """The run directories among these that continue another trial, with their extends.json."""
-    notes = [(Path(d), Path(d) / EXTENDS_FILE) for d in run_dirs]
-    return [(d, json.loads(f.read_text())) for d, f in notes if f.is_file()]
 
 
 def run_flat_config(run_dir: Path) -> dict:

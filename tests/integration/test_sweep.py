@@ -428,8 +428,8 @@ def test_a_budget_stopped_trial_continues_under_a_raised_budget(tmp_path):
     run has nothing left to do."""
     from optuna.trial import TrialState
 
-    from harness.report.load import from_study
-    from harness.study.summary import continuations, run_dirs_of
+    from harness.report.load import continuations, expand_run_dirs, from_study
+    from harness.study.summary import run_dirs_of
 
     # 100 sentences in batches of 32: 4 steps an epoch; validations at epoch ends (every 4 steps), patience off
     budget = {"train.max_steps": -1, "train.val_every": 4, "train.early_stopping": 0}
@@ -473,6 +473,8 @@ def test_a_budget_stopped_trial_continues_under_a_raised_budget(tmp_path):
     src = from_study("x", url)
     assert [run.trial for run in src.runs] == [1]
     assert any("trial 0: continued under a raised budget as trial 1" in n for n in src.notes)
+    assert expand_run_dirs([trials]) == [trials / "1"]  # `harness report .../trials`
+    assert expand_run_dirs([trials / "0"]) == [trials / "0"]  # (named on its own, it is reported)
 
     r = run(sweep_cmd(spec, tmp_path, "x", "--storage", url, "--quiet", overrides=("train.max_epochs=6",)))
     assert r.returncode == 0 and "to continue" not in r.stdout, r.stdout + r.stderr[-3000:]
