@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,9 @@ class Objective:
         # the latest failed attempt: a copy that RetryFailedTrialCallback made of a dead trial inherits its user
         # attrs, so the resume_from it carries names the attempt before (whose partial the dead trial took over),
         # and its retried_trial_number is the first of a chain of retries; retry_history ends with the dead one
-        history = RetryFailedTrialCallback.retry_history(trial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (Optuna marks retry_history experimental; system_attrs deprecated)
+            history = RetryFailedTrialCallback.retry_history(trial)
         source = history[-1] if history else trial.user_attrs.get("resume_from")
         if source is None:
             return False
