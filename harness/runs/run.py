@@ -59,6 +59,19 @@ def _write_csv_rows(path: Path, rows: list[dict]) -> list[str]:
     return fields
 
 
+def _fit_seconds_before(state: dict) -> float:
+    """Training wall time before a resume, from the checkpoint: the throughput meter's `fit_seconds`, or for a
+    checkpoint written before it had one, the fit-stage time of Lightning's Timer (there when train.max_time is set),
+    else 0 (only this stretch is counted, as it used to be)."""
+    for cb in (state.get("callbacks") or {}).values():
+        if isinstance(cb, dict) and "fit_seconds" in cb:
+            return float(cb["fit_seconds"])
+    for key, cb in (state.get("callbacks") or {}).items():
+        if str(key).startswith("Timer") and isinstance(cb, dict):
+            return float((cb.get("time_elapsed") or {}).get("train", 0.0))
+    return 0.0
+
+
 def _rows_before_resume(work: Path, resumed_step: int) -> list[dict]:
     """Every row logged before step `resumed_step`, also across several kills: the rows an earlier resume kept
     aside (LOG_BEFORE_RESUME, there when that resumed run was killed before it put them back) and then the rows
@@ -170,8 +183,9 @@ def train(
         csv_log = work / LOG_FILE
         earlier_log: list[dict] = []
         if ckpt_path:
-            resumed_step = load_checkpoint(last)["global_step"]  # refuses a truncated or code-carrying file
-            earlier_log = _rows_before_resume(work, resumed_step)  # Lightning's CSVLogger deletes metrics.csv
+            state = load_checkpoint(last)  # refuses a truncated or code-carrying file
+            earlier_log = _rows_before_resume(work, state["global_step"])  # Lightning's CSVLogger deletes metrics.csv
+            meter.fit_offset = _fit_seconds_before(state)
         t0 = time.perf_counter()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -191,7 +205,7 @@ def train(
             if earlier_log:
                 _prepend_csv_rows(csv_log, earlier_log, loggers[0])
                 (work / LOG_BEFORE_RESUME).unlink(missing_ok=True)
-        train_time = time.perf_counter() - t0
+        train_time = meter.fit_offset + (time.perf_counter() - t0)  # every stretch of a resumed run
         if trainer.interrupted:
             raise KeyboardInterrupt
         if trainer.global_rank != 0:

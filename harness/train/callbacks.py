@@ -33,6 +33,16 @@ class ThroughputMeter(pl.Callback):
         self.seconds = 0.0
         self.batches = 0
         self._t = 0.0
+        # wall seconds of fit() over every stretch of a resumed run: earlier stretches (from the checkpoint) + this
+        self.fit_offset = 0.0
+        self._fit_t0: float | None = None
+
+    def on_fit_start(self, trainer, pl_module):
+        self._fit_t0 = time.perf_counter()
+
+    @property
+    def fit_seconds(self) -> float:
+        return self.fit_offset + (time.perf_counter() - self._fit_t0 if self._fit_t0 is not None else 0.0)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._t = time.perf_counter()
@@ -50,7 +60,13 @@ class ThroughputMeter(pl.Callback):
 
     def state_dict(self) -> dict:
         # goes into checkpoints: with ddp_spawn the process that writes metrics.json reads rank 0's figures there
-        return {"tokens": self.tokens, "seconds": self.seconds, "peak_rss_mb": peak_rss_mb()}
+        state = {"tokens": self.tokens, "seconds": self.seconds, "peak_rss_mb": peak_rss_mb()}
+        return {**state, "fit_seconds": self.fit_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        # a resumed run's training time counts the stretches before the resume (tokens/s stays this stretch's)
+        if "fit_seconds" in state:
+            self.fit_offset = float(state["fit_seconds"])
 
     @property
     def peak_rss_mb(self) -> float:

@@ -438,3 +438,29 @@ def test_a_resumed_run_that_ends_with_its_own_validation_keeps_the_whole_log(tmp
     assert val_steps[:2] == [9, 19] and len(val_steps) == 3 and val_steps[2] >= 24
     assert any(r.get("train_loss") for r in rows if int(r["step"]) < 20)  # training rows from before the resume
     assert json.loads((out / "metrics.json").read_text())["steps"] == 25
+
+
+def test_a_resumed_run_counts_the_training_time_of_every_stretch(tmp_path):
+    """train_time_s of a run continued from its checkpoint is the first stretch's time (stored in last.ckpt)
+    plus the second's, not the second's alone (a study's trials resume in stretches: its cost was undercounted)."""
+    from harness.runs.run import _fit_seconds_before
+    from harness.train.checkpoints import load_checkpoint
+
+    out = tmp_path / "run"
+    assert main(_cmd(out, "train.max_steps=20", "train.val_every=10")) == 0
+    first = json.loads((out / "metrics.json").read_text())["train_time_s"]
+    stored = _fit_seconds_before(load_checkpoint(out / "checkpoints" / "last.ckpt"))
+    assert 0 < stored and abs(stored - first) < 1.0
+    assert main([*_cmd(out, "train.max_steps=30", "train.val_every=10"), "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["train_time_s"] > stored
+
+
+def test_the_time_before_a_resume_comes_from_older_checkpoints_too():
+    """Checkpoints written before the meter stored its fit time: Lightning's Timer state (train.max_time set)."""
+    from harness.runs.run import _fit_seconds_before
+
+    meter = {"tokens": 5, "seconds": 1.0, "peak_rss_mb": 1.0}
+    timer = {"time_elapsed": {"train": 4405.9, "sanity_check": 0, "validate": 2.8}}
+    assert _fit_seconds_before({"callbacks": {"ThroughputMeter": {**meter, "fit_seconds": 12.5}}}) == 12.5
+    assert _fit_seconds_before({"callbacks": {"ThroughputMeter": meter, "Timer": timer}}) == 4405.9
+    assert _fit_seconds_before({"callbacks": {"ThroughputMeter": meter}}) == 0.0
