@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness.metrics.keys import BLEU_SIGNATURE, CHRF_SIGNATURE
-from harness.report.load import RunRecord, Source, load_source
+from harness.report.load import RunRecord, Source, load_source, shown_path
 from harness.report.significance import NOTE, SIGNIFICANCE_COLUMNS, References, significance_table
 from harness.report.tables import (
     CURVE_COLUMNS,
@@ -162,5 +162,5 @@ def source_description(report: Report) -> str:
     s = report.source
     if s.study_name:
         return f"Optuna study '{s.study_name}' ({s.storage}), {len(s.runs)} completed trials"
-    dirs = sorted({str(Path(r.run_dir).parent) for r in s.runs if r.run_dir is not None})
+    dirs = sorted({shown_path(Path(r.run_dir).parent) for r in s.runs if r.run_dir is not None})
     return f"{len(s.runs)} run directories under {', '.join(dirs)}"

@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +426,15 @@ def render_markdown(report: Report, index: int, curves: list[str] = ()) -> str:
     return "\n".join(out)
 
 
+_GENERATED = re.compile(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def _unchanged_but_for_the_time(path: Path, page: str) -> bool:
+    if not path.is_file():
+        return False
+    return _GENERATED.sub("Generated", path.read_text(encoding="utf-8")) == _GENERATED.sub("Generated", page)
+
+
 def render(report: Report, output_dir: str | Path, index: int = 0, with_animation: bool = True) -> Path:
     """Write index.html, README.md, the learning-curve PNGs and the CSVs to `output_dir`; returns the path of
     index.html."""
@@ -436,7 +446,10 @@ def render(report: Report, output_dir: str | Path, index: int = 0, with_animatio
             atomic_write_bytes(out / curve_file(metric), figs["curves"][metric])
         else:
             (out / curve_file(metric)).unlink(missing_ok=True)  # left by an earlier report in this folder
-    atomic_write_text(out / "index.html", render_html(report, figs, index))
+    page = render_html(report, figs, index)
+    # the same report again (results build over unchanged targets): the file keeps its generation time
+    if not _unchanged_but_for_the_time(out / "index.html", page):
+        atomic_write_text(out / "index.html", page)
     atomic_write_text(out / "README.md", render_markdown(report, index, list(figs["curves"])))
     atomic_write_text(out / "leaderboard.csv", report.leaderboard.to_csv(index=False))
     atomic_write_text(out / "unconverged.csv", report.unconverged.to_csv(index=False))

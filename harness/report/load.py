@@ -83,6 +83,16 @@ def continuations(run_dirs: list[Path]) -> list[tuple[Path, dict]]:
     return [(d, json.loads(f.read_text())) for d, f in notes if f.is_file()]
 
 
+def shown_path(path: Path) -> str:
+    """A path as reports show it: relative to the project root when inside it (a report committed under results/
+    reads the same from every clone), else as it is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
     """Run directories; a directory without metrics.json that holds run directories stands for all of them."""
     out: list[Path] = []

@@ -42,7 +42,7 @@ from harness.metrics.keys import (
     VAL_METRIC_SLOPE,
     VALIDATIONS,
 )
-from harness.report.load import LEGACY_STOP_REASON, RunRecord, read_validation_log
+from harness.report.load import LEGACY_STOP_REASON, RunRecord, read_validation_log, shown_path
 
 # (metrics.json key, column label, which way is better: "max" | "min" | None = not ranked)
 METRICS: list[tuple[str, str, str | None]] = [
@@ -144,7 +144,7 @@ def runs_table(runs: list[RunRecord], keys: list[str]) -> pd.DataFrame:
         row[CONVERGED] = r.converged
         row[STOP_REASON] = r.stop_reason
         row["gold"] = gold_of(r.metrics, r.config, data_keys)
-        row["run_dir"] = str(r.run_dir) if r.run_dir is not None else None
+        row["run_dir"] = shown_path(r.run_dir) if r.run_dir is not None else None
         if r.trial is not None:
             row["trial"] = r.trial
         rows.append(row)

@@ -870,3 +870,28 @@ def test_a_budget_tells_configurations_apart_only_where_it_ended_runs_at_differe
         for n, c, r in (("g", 2, ruled[0]), ("h", 4, ruled[0]))
     ]
     assert group_keys(legacy)[-1] == "train.max_epochs"  # trained before the rule: the budget ended them
+
+
+def test_a_report_rebuilt_from_the_same_runs_keeps_its_page(runs, tmp_path):
+    """Rebuilding an unchanged report (harness results build over every target) leaves index.html byte for byte,
+    its generation time included; a report whose runs changed is written anew."""
+    import re
+
+    out = tmp_path / "report"
+    page = render_runs(runs, out, title="same")
+    older = re.sub(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "Generated 2001-01-01 00:00 UTC", page.read_text())
+    assert older != page.read_text()
+    page.write_text(older)
+    render_runs(runs, out, title="same")
+    assert page.read_text() == older
+    render_runs(runs[:-1], out, title="same")
+    assert "Generated 2001-01-01" not in page.read_text()
+
+
+def test_reports_show_paths_inside_the_project_relative_to_it(tmp_path):
+    """A report committed under results/ names its run directories the same from every clone."""
+    from harness.paths import PROJECT_ROOT
+    from harness.report.load import shown_path
+
+    assert shown_path(PROJECT_ROOT / "results" / "b" / "trials" / "0") == "results/b/trials/0"
+    assert shown_path(tmp_path / "trials" / "0") == str(tmp_path / "trials" / "0")
