@@ -117,3 +117,17 @@ def test_a_row_is_averaged_over_its_converged_runs_only(tmp_path):
     assert (general["runs"], general["converged"], general["bleu"], general["bleu_std"]) == (2, 1, 33.0, None)
     assert (additive["runs"], additive["converged"], additive["bleu"]) == (1, 0, 29.0)
     assert additive["stop_reasons"] == ["max_epochs"]
+
+
+def test_results_md_lists_the_trials_continued_under_a_raised_budget(tmp_path):
+    import json
+
+    from harness.study.results import _extras
+
+    trials = tmp_path / "britz2017-small" / "trials"
+    for n in ("2", "9"):
+        (trials / n).mkdir(parents=True)
+        (trials / n / "metrics.json").write_text("{}")
+    note = {"trial": 2, "step": 11350, "stop_reason": "max_epochs", "budget": "train.max_epochs", "was": 25, "now": 60}
+    (trials / "9" / "extends.json").write_text(json.dumps(note))
+    assert _extras(tmp_path, [trials / "9"])["continued"] == [{"study": "britz2017-small", **note, "by": 9}]
