@@ -53,6 +53,8 @@ BUCKET_KEYS = ("bucket", "lo", "hi", "n", BLEU, CHRF, "few")  # one row of by_le
 CONVERGED = "converged"
 STOP_REASON = "stop_reason"
 STOP_REASONS = ("early_stopping", "max_steps", "max_epochs", "max_time", "non_finite_metric")
+# the stop reasons that are a budget running out -> the config key of that budget
+BUDGET_KEYS = {"max_epochs": "train.max_epochs", "max_steps": "train.max_steps", "max_time": "train.max_time"}
 VAL_METRIC = "val_metric"  # the monitored validation metric (train.early_stopping_metric)
 VAL_METRIC_BEST = "val_metric_best"
 BEST_STEP = "best_step"

@@ -83,6 +83,17 @@ def continuations(run_dirs: list[Path]) -> list[tuple[Path, dict]]:
     return [(d, json.loads(f.read_text())) for d, f in notes if f.is_file()]
 
 
+def without_continued(run_dirs: list[Path]) -> list[Path]:
+    """A sweep's trial directories without the trials that a later one continued under a raised budget."""
+    gone = continued_by(run_dirs)
+    return [d for d in run_dirs if not (Path(d).name.isdigit() and int(Path(d).name) in gone)]
+
+
+def continued_rows(study_dir: Path, run_dirs: list[Path]) -> list[dict]:
+    """One row per trial of this study that continues another: its extends.json, the study, and `by` (itself)."""
+    return [{"study": Path(study_dir).name, **note, "by": int(d.name)} for d, note in continuations(run_dirs)]
+
+
 def shown_path(path: Path) -> str:
     """A path as reports show it: relative to the project root when inside it (a report committed under results/
     reads the same from every clone), else as it is."""
@@ -100,8 +111,7 @@ def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
         if is_run_dir(p):
             out.append(p)
         elif p.is_dir() and (kids := sorted(c for c in p.iterdir() if is_run_dir(c))):
-            gone = continued_by(kids)  # a sweep's trials/: a trial continued under a raised budget stands aside
-            out.extend(k for k in kids if not (k.name.isdigit() and int(k.name) in gone))
+            out.extend(without_continued(kids))  # a sweep's trials/: a continued trial stands aside
         elif p.is_dir():
             raise HarnessError(f"run directory {p}: no metrics.json (expected a finished `harness train` output)")
         else:

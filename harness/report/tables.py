@@ -28,6 +28,7 @@ from harness.metrics.keys import (
     ATTENTION_ENTROPY,
     BEST_STEP,
     BLEU,
+    BUDGET_KEYS,
     BY_LENGTH,
     CHRF,
     CONVERGED,
@@ -81,7 +82,7 @@ NEVER_GROUP = {"seed"}
 # budgets: hard caps, not hyperparameters. One tells configurations apart only where the runs it ended (metrics.json
 # stop_reason) differ in it, as in a sweep over the number of steps: a cap raised while a study ran does not split a
 # configuration in two (a run its stopping rule ended is the same run under either cap).
-BUDGET_KEYS = {"train.max_epochs": "max_epochs", "train.max_steps": "max_steps", "train.max_time": "max_time"}
+BUDGET_OF = {key: reason for reason, key in BUDGET_KEYS.items()}  # config key -> the stop reason it causes
 
 
 def _value(v: Any) -> Any:
@@ -90,7 +91,7 @@ def _value(v: Any) -> Any:
 
 def group_keys(runs: list[RunRecord]) -> list[str]:
     """Config keys that vary across runs, except the seed (and tracking) and budgets that ended no two runs at
-    different values (BUDGET_KEYS): they define a configuration."""
+    different values (BUDGET_OF): they define a configuration."""
     keys: set[str] = set()
     for r in runs:
         keys.update(r.config)
@@ -98,8 +99,8 @@ def group_keys(runs: list[RunRecord]) -> list[str]:
     for k in sorted(keys):
         if k in NEVER_GROUP or k.startswith(NEVER_GROUP_PREFIXES):
             continue
-        ended = (BUDGET_KEYS.get(k), LEGACY_STOP_REASON)  # (runs from before the rule: their budget ended them)
-        which = [r for r in runs if r.stop_reason in ended] if k in BUDGET_KEYS else runs
+        ended = (BUDGET_OF.get(k), LEGACY_STOP_REASON)  # (runs from before the rule: their budget ended them)
+        which = [r for r in runs if r.stop_reason in ended] if k in BUDGET_OF else runs
         values = {repr(_value(r.config.get(k))) for r in which}
         if len(values) > 1:
             varying.append(k)

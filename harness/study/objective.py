@@ -217,7 +217,7 @@ class Objective:
 
         extends = trial.user_attrs.get(EXTENDS)
         if extends is not None and int(source) == int(extends):
-            return self._continue(trial, out, out.parent / str(extends))
+            return self._continue(trial, out, int(extends))
         partial = partial_path(out.parent / str(source))
         last = checkpoint_path(partial, "last")
         if not last.is_file() or is_locked(partial):
@@ -234,7 +234,7 @@ class Objective:
         trial.set_user_attr("resumed_from", {"trial": int(source), "step": step})
         return True
 
-    def _continue(self, trial, out: Path, finished: Path) -> bool:
+    def _continue(self, trial, out: Path, of: int) -> bool:
         """An extension (harness.study.study.enqueue_extensions) starts as a copy of the finished trial's run
         directory, made beside it and renamed into place whole (a kill while copying leaves no half copy to
         resume from), without its W&B folder: the extension is a W&B run of its own. The finished trial's
@@ -243,6 +243,7 @@ class Objective:
         from harness.runs.layout import EXTENDS_FILE
         from harness.train.checkpoints import load_checkpoint
 
+        finished = out.parent / str(of)
         last = checkpoint_path(finished, "last")
         step = int(load_checkpoint(last)["global_step"])  # a missing or truncated one: the trial fails, says so
         target, staging = partial_path(out), out.with_name(out.name + ".copying")
@@ -250,11 +251,10 @@ class Objective:
             if stale.exists():
                 shutil.rmtree(stale)
         shutil.copytree(finished, staging, ignore=shutil.ignore_patterns("wandb"))
-        from_trial = int(trial.user_attrs[EXTENDS])
-        note = {"trial": from_trial, "step": step, **(trial.user_attrs.get("extends_budget") or {})}
+        note = {"trial": of, "step": step, **(trial.user_attrs.get("extends_budget") or {})}
         atomic_write_text(staging / EXTENDS_FILE, json.dumps(note, indent=1) + "\n")
         os.replace(staging, target)
-        trial.set_user_attr("resumed_from", {"trial": from_trial, "step": step, "extends": True})
+        trial.set_user_attr("resumed_from", {"trial": of, "step": step, "extends": True})
         return True
 
     def __call__(self, trial):

@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.experiment import load_config
 from harness.io import atomic_write_text, write_json
 from harness.paths import PROJECT_ROOT, data_root
-from harness.report.load import continuations
+from harness.report.load import continued_rows
 from harness.report.significance import is_control
 from harness.runs.layout import checkpoint_path
 from harness.study.measurements import (
@@ -35,13 +35,7 @@ from harness.study.measurements import (
     symmetrised_rows,
     unk_replace_effect,
 )
-from harness.study.summary import (
-    expected_time,
-    render_markdown,
-    run_dirs_of,
-    run_flat_config,
-    summarize,
-)
+from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.sweep import sweep
 from harness.study.targets import SCALES, TARGETS, Target, spec_path
 
@@ -162,8 +156,8 @@ def reproduce(
                 raise KeyboardInterrupt
             status = max(status, rc)
             runs += run_dirs_of(runs_dir / study)
-            for run, note in continuations(run_dirs_of(runs_dir / study, superseded=True)):
-                extras.setdefault("continued", []).append({"study": study, **note, "by": int(run.name)})
+            if continued := continued_rows(runs_dir / study, run_dirs_of(runs_dir / study, superseded=True)):
+                extras.setdefault("continued", []).extend(continued)
             if target.aligner:
                 # tiny: a tenth of eflomal's iterations (its default grows as the corpus shrinks)
                 rel = 0.1 if scale == "tiny" else 1.0

@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_bytes, atomic_write_text, write_json
 from harness.metrics.keys import AER, AER_DIAGONAL, BLEU_SIGNATURE, BY_LENGTH, CONVERGED, STOP_REASON, TRAIN_TIME
 from harness.paths import PROJECT_ROOT
-from harness.report.load import continuations
+from harness.report.load import continued_rows
 from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.targets import LENGTH_BUCKETS, TARGETS, matches, spec_path
 
@@ -465,8 +465,8 @@ def _extras(dest: Path, runs: list[Path]) -> dict:
     if (dest / "data" / "buckets.json").is_file():
         extras["length_counts"] = json.loads((dest / "data" / "buckets.json").read_text())["test_per_bucket"]
     for study in sorted(p for p in dest.glob("*") if (p / "trials").is_dir()):
-        for run, note in continuations(run_dirs_of(study, superseded=True)):
-            extras.setdefault("continued", []).append({"study": study.name, **note, "by": int(run.name)})
+        if continued := continued_rows(study, run_dirs_of(study, superseded=True)):
+            extras.setdefault("continued", []).extend(continued)
     return extras
 
 

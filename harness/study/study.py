@@ -91,11 +91,7 @@ def create_or_load_study(spec: SweepSpec, name: str, storage, worker: int = 0, c
 
 
 # what ended a budget-stopped run (metrics.json stop_reason) -> the config key of that budget and its "no limit"
-BUDGETS = {
-    "max_epochs": ("train.max_epochs", -1),
-    "max_steps": ("train.max_steps", -1),
-    "max_time": ("train.max_time", 0),
-}
+NO_LIMIT = {"max_epochs": -1, "max_steps": -1, "max_time": 0}  # each budget's "no limit" (harness/config.py)
 
 
 @dataclass
@@ -106,7 +102,13 @@ class Progress:
     untouched: int  # grid points no trial has touched yet
     failed_points: int  # grid points whose only trials failed (retried on the next run)
     pruned: int = 0  # PRUNED trials
-    extending: int = 0  # queued or running extensions (they replace a finished trial: no budget of their own)
+    # queued / running extensions: they replace a finished trial, so they take no place in the trial budget
+    extensions_waiting: int = 0
+    extensions_running: int = 0
+
+    @property
+    def extending(self) -> int:
+        return self.extensions_waiting + self.extensions_running
 
     def gave_up(self, spec: SweepSpec) -> bool:
         """tpe/random: the pruner stopped max_pruned trials before n_trials completed."""
@@ -126,12 +128,12 @@ def progress(spec: SweepSpec, trials) -> Progress:
 
     running = sum(t.state == TrialState.RUNNING for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
-    extending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) and is_extension(t) for t in trials)
+    ext = [sum(t.state == s and is_extension(t) for t in trials) for s in (TrialState.WAITING, TrialState.RUNNING)]
     if spec.sampler != "grid":
         gone = superseded(trials)
         complete = sum(t.state == TrialState.COMPLETE and t.number not in gone for t in trials)
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
-        return Progress(complete, running, waiting, 0, 0, pruned, extending)
+        return Progress(complete, running, waiting, 0, 0, pruned, *ext)
     done, touched = set(), set()
     for t in trials:
         p = grid_point(spec, t)
@@ -144,7 +146,7 @@ def progress(spec: SweepSpec, trials) -> Progress:
     all_points = [tuple(p.values()) for p in spec.grid_points()]
     untouched = sum(p not in touched for p in all_points)
     failed = sum(p in touched and p not in done and p not in active for p in all_points)
-    return Progress(len(done), running, waiting, untouched, failed, 0, extending)
+    return Progress(len(done), running, waiting, untouched, failed, 0, *ext)
 
 
 def _raised(old, new, unlimited) -> bool:
@@ -164,7 +166,7 @@ def enqueue_extensions(spec: SweepSpec, study, trials_dir: Path) -> list[str]:
     from optuna.trial import TrialState
 
     from harness.experiment import load_config
-    from harness.metrics.keys import STOP_REASON
+    from harness.metrics.keys import BUDGET_KEYS, STOP_REASON
     from harness.runs.layout import checkpoint_path, partial_path
 
     trials = study.get_trials(deepcopy=False)
@@ -175,12 +177,12 @@ def enqueue_extensions(spec: SweepSpec, study, trials_dir: Path) -> list[str]:
     lines = []
     for t in trials:
         reason = (t.user_attrs.get("metrics") or {}).get(STOP_REASON)
-        if t.state != TrialState.COMPLETE or reason not in BUDGETS:
+        if t.state != TrialState.COMPLETE or reason not in BUDGET_KEYS:
             continue
         later = extensions.get(t.number, [])
         if any(e.state != TrialState.FAIL for e in later):
             continue  # continued already, or being continued
-        key, unlimited = BUDGETS[reason]
+        key, unlimited = BUDGET_KEYS[reason], NO_LIMIT[reason]
         seed = t.user_attrs.get("seed", t.params.get("seed"))
         point = {k: v for k, v in t.params.items() if k != "seed"}
         new = getattr(load_config(spec.base, spec.trial_overrides(point, seed)).train, reason)

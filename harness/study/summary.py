@@ -25,7 +25,7 @@ from harness.metrics.keys import (
     TRAIN_TIME,
     VAL_PPL,
 )
-from harness.report.load import continued_by
+from harness.report.load import without_continued
 from harness.runs.layout import CONFIG_FILE, METRICS_FILE
 from harness.study.targets import LENGTH_BUCKETS, Target, matches
 
@@ -65,10 +65,7 @@ def run_dirs_of(study_dir: Path, superseded: bool = False) -> list[Path]:
         (d for d in trials.iterdir() if d.is_dir() and d.name.isdigit() and (d / METRICS_FILE).is_file()),
         key=lambda d: int(d.name),
     )
-    if superseded:
-        return dirs
-    gone = set(continued_by(dirs))
-    return [d for d in dirs if int(d.name) not in gone]
+    return dirs if superseded else without_continued(dirs)
 
 
 def run_flat_config(run_dir: Path) -> dict:

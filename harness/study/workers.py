@@ -14,7 +14,7 @@ import time
 from harness.storage import is_rdb, open_storage
 from harness.study.objective import Context, CtrlC, NotRun, Objective, TrialFailed
 from harness.study.spec import load_spec
-from harness.study.study import create_or_load_study, describe, is_extension, make_sampler, progress
+from harness.study.study import create_or_load_study, describe, make_sampler, progress
 
 
 def run_worker(ctx: Context) -> int:
@@ -44,16 +44,14 @@ def run_worker(ctx: Context) -> int:
             ctrl_c.check()
             trials = study.get_trials(deepcopy=False)
             prog = progress(spec, trials)
-            extension_waits = any(t.state == TrialState.WAITING and is_extension(t) for t in trials)
             if prog.finished >= spec.n_trials and not prog.extending:
                 return 0
             if prog.gave_up(spec):
                 return 1  # the coordinator says why
-            if extension_waits:
+            if prog.extensions_waiting:
                 can_start = True  # it continues a finished trial: outside the trial budget
             else:  # (running extensions take no place in the budget)
-                running = prog.running - sum(t.state == TrialState.RUNNING and is_extension(t) for t in trials)
-                can_start = prog.finished + running < spec.n_trials
+                can_start = prog.finished + prog.running - prog.extensions_running < spec.n_trials
                 if spec.sampler == "grid":
                     can_start = can_start and (prog.waiting > 0 or prog.untouched > 0)
             if not can_start:
