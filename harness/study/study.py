@@ -6,6 +6,7 @@ and the one-line summaries of trials and studies."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import socket
 from dataclasses import dataclass
@@ -233,29 +234,51 @@ def enqueue_missing_grid_points(spec: SweepSpec, study) -> int:
     return n
 
 
+def process_started(pid: int) -> datetime.datetime | None:
+    """When process `pid` of this machine started (local time, to about a second: /proc/stat's boot time is
+    whole seconds), or None where /proc cannot tell (no such process, not Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(int(x.split()[1]) for x in Path("/proc/stat").read_text().splitlines() if x.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, after the parenthesised command name
+    return datetime.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def worker_alive(worker: str, trial_started: datetime.datetime | None) -> bool:
+    """Whether the process named by a trial's `worker` attr ("host:pid", this host) still runs that trial.
+    A live process with that pid is the trial's worker only if it started before the trial did: process ids
+    are reused, and a machine that replaced the one a study ran on (same host name, a journal restored from
+    results/) hands out the same pids again, so a pid alone would keep a dead worker's trial RUNNING forever."""
+    pid = int(worker.rsplit(":", 1)[1])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    started = process_started(pid)
+    if started is None or trial_started is None:
+        return True  # cannot tell: keep the trial rather than fail a live worker's
+    return started <= trial_started + datetime.timedelta(seconds=2)  # /proc's boot time is whole seconds
+
+
 def fail_dead_local_trials(study) -> int:
     """Storages without heartbeats (journal files): a RUNNING trial whose worker process on this host is gone
-    is marked FAIL so that it can be run again."""
+    (or whose pid now belongs to a process that started after the trial, see worker_alive) is marked FAIL so
+    that it can be run again."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker", "")
-        if not worker.startswith(host + ":"):
+        if not worker.startswith(host + ":") or worker_alive(worker, t.datetime_start):
             continue
-        pid = int(worker.rsplit(":", 1)[1])
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {worker} died")
-            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                n += 1
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {worker} died")
+        if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+            n += 1
     return n
 
 

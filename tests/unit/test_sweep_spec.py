@@ -415,3 +415,54 @@ def test_a_retried_trial_resumes_from_the_latest_failed_attempt(tmp_path):
         assert study.trials[-1].user_attrs["resumed_from"] == {"trial": 2, "step": 11}
         assert (out.parent / f"{out.name}.partial" / "checkpoints" / "last.ckpt").is_file()
         (out.parent / f"{out.name}.partial").rename(trials / "2.partial")  # (put it back for the second case)
+
+
+def test_a_running_trial_is_failed_when_its_worker_pid_belongs_to_a_later_process(tmp_path):
+    """Journal storages have no heartbeat: a RUNNING trial is failed when its worker ("host:pid") is gone. A machine
+    that replaced the study's one (same host name, journal restored from results/) hands out the same pids again,
+    and pids are reused on one machine too: a live process with the pid that started after the trial is not its
+    worker, and the trial is failed; the live worker that started before its trial keeps it."""
+    import datetime
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    from harness.study.study import fail_dead_local_trials
+
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "s.journal"))))
+    host, now = socket.gethostname(), datetime.datetime.now()
+    later = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        workers = {
+            "reused": (f"{host}:{later.pid}", now - datetime.timedelta(hours=1)),  # started an hour after the trial
+            "live": (f"{host}:{os.getpid()}", now),  # this process started before the trial
+            "gone": (f"{host}:{gone.pid}", now),
+            "elsewhere": (f"another-{host}:{later.pid}", now - datetime.timedelta(hours=1)),  # not ours to judge
+        }
+        for name, (worker, started) in workers.items():
+            trial = optuna.trial.FrozenTrial(
+                number=-1, state=TrialState.RUNNING, value=None, datetime_start=started, datetime_complete=None,
+                params={}, distributions={}, user_attrs={"worker": worker, "name": name}, system_attrs={},
+                intermediate_values={}, trial_id=-1,
+            )  # fmt: skip
+            study._storage.create_new_trial(study._study_id, template_trial=trial)
+        assert fail_dead_local_trials(study) == 2
+        states = {t.user_attrs["name"]: t.state for t in study.get_trials()}
+        assert states == {
+            "reused": TrialState.FAIL, "live": TrialState.RUNNING, "gone": TrialState.FAIL,
+            "elsewhere": TrialState.RUNNING,
+        }  # fmt: skip
+        assert {t.user_attrs["fail_reason"] for t in study.get_trials(states=(TrialState.FAIL,))} == {
+            f"worker {workers['reused'][0]} died",
+            f"worker {workers['gone'][0]} died",
+        }
+    finally:
+        later.communicate(b"")
