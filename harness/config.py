@@ -109,6 +109,10 @@ class ModelConfig:
     # 0.08; Luong et al. 2015 §4.1 0.1; Wu et al. 2016 §8.1 0.04 (Bahdanau et al. 2015 App. B.1 uses
     # orthogonal/Gaussian initializations, not implemented: its presets keep PyTorch's defaults)
     init_uniform: float = _f(0.0, lo=0)
+    # memory for speed (off by default; the same function and gradients): the additive score's
+    # tanh(W s + U h̄) of every decoder step, (batch, source length, attention size), is not kept for the
+    # backward pass but recomputed there (scores.AdditiveEnergy). Measured in results/bench/memory.md
+    recompute_attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -448,7 +452,13 @@ def to_dict(cfg) -> dict:
 # Keys added after sweeps began to fingerprint their base config's resolved content (harness/study/spec.py): at
 # their default they leave the model as it was before they existed, so a config that leaves them there keeps the
 # digest it had, and a study created before they existed resumes. A new key with that property goes here.
-DIGEST_NEUTRAL_AT_DEFAULT = ("model.rnn_cell", "model.enc_bidirectional", "model.bridge", "train.malloc_mmap_threshold")
+DIGEST_NEUTRAL_AT_DEFAULT = (
+    "model.rnn_cell",
+    "model.enc_bidirectional",
+    "model.bridge",
+    "train.malloc_mmap_threshold",
+    "model.recompute_attention",
+)
 
 
 def content_for_digest(cfg) -> dict:

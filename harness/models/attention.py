@@ -100,7 +100,11 @@ class NoAttention(nn.Module):
 def build_attention(score: str, attention_type: str, query_size: int, key_size: int, model_cfg) -> nn.Module:
     if score == "none":
         return NoAttention()
-    kwargs = {"max_positions": model_cfg.max_positions, "sharpening": model_cfg.cosine_sharpening}
+    kwargs = {
+        "max_positions": model_cfg.max_positions,
+        "sharpening": model_cfg.cosine_sharpening,
+        "recompute": model_cfg.recompute_attention,
+    }
     fn = build_score(score, query_size, key_size, **kwargs)
     if attention_type == "global":
         return Attention(fn)

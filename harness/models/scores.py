@@ -86,6 +86,26 @@ class General(Score):
         return torch.bmm(pre, query.unsqueeze(2)).squeeze(2)
 
 
+class AdditiveEnergy(torch.autograd.Function):
+    """e = v · tanh(pre + q) over (B, S, A), keeping only its inputs for backward: the tanh, one (B, S, A) tensor
+    per decoder step, is recomputed there (model.recompute_attention). Same gradients as autograd's own:
+    de/dv = Σ g t, dpre = (g v) ⊙ (1 − t²), dq = Σ_s dpre."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, q: Tensor, v: Tensor) -> Tensor:  # (B, S, A), (B, A), (1, A) -> (B, S)
+        ctx.save_for_backward(pre, q, v)
+        return nn.functional.linear((pre + q.unsqueeze(1)).tanh_(), v).squeeze(2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        pre, q, v = ctx.saved_tensors
+        t = (pre + q.unsqueeze(1)).tanh_()
+        g = grad.unsqueeze(2)  # (B, S, 1)
+        grad_v = torch.mm(g.reshape(1, -1), t.reshape(-1, t.size(2)))  # (1, A)
+        d = t.mul_(t).neg_().add_(1).mul_(g * v)  # (1 − t²) ⊙ g v, in t's buffer
+        return d, d.sum(1), grad_v
+
+
 @register_score("additive")
 class Additive(Score):
     """Bahdanau et al. 2015, eq. (6) / App. A.1.2: e_ij = vᵀ tanh(W s_{i-1} + U h_j) (U h_j precomputed).
@@ -93,17 +113,20 @@ class Additive(Score):
     Luong's "concat" form vᵀ tanh(W_a[h_t; h̄_s]) is the same function with W_a = [W U]; alias `concat`.
     """
 
-    def __init__(self, query_size, key_size, attn_size: int | None = None, **kwargs):
+    def __init__(self, query_size, key_size, attn_size: int | None = None, recompute: bool = False, **kwargs):
         super().__init__(query_size, key_size)
         attn_size = attn_size or query_size
         self.W = nn.Linear(query_size, attn_size, bias=False)
         self.U = nn.Linear(key_size, attn_size, bias=True)
         self.v = nn.Linear(attn_size, 1, bias=False)
+        self.recompute = recompute
 
     def precompute(self, keys):
         return self.U(keys)  # (B, S, A)
 
     def forward(self, query, pre):
+        if self.recompute and torch.is_grad_enabled():
+            return AdditiveEnergy.apply(pre, self.W(query), self.v.weight)
         # tanh in place on the sum (a fresh tensor; autograd keeps the tanh output): one (B, S, A) buffer less
         return self.v((pre + self.W(query).unsqueeze(1)).tanh_()).squeeze(2)
 

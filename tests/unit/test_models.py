@@ -452,3 +452,26 @@ def test_bridge_tanh_starts_the_decoder_from_a_layer_at_every_size():
     proj = bridged.decoder.bridge_h.proj[0]
     assert torch.allclose(bridged.decoder.init_state(enc)[0][:, 0], torch.tanh(proj(final)))
     assert count_parameters(bridged) - count_parameters(plain) == 12 * 12 + 12
+
+
+ADDITIVE = [c for c in COMBOS if c[1] == "additive"]
+
+
+@pytest.mark.parametrize("arch,score,attention_type", ADDITIVE, ids=["-".join(c) for c in ADDITIVE])
+def test_recompute_attention_trains_the_same_model(arch, score, attention_type):
+    """model.recompute_attention (memory for speed) changes what autograd keeps, not what is computed: the same
+    logits and attention, and the same loss and gradients up to float rounding, for every architecture."""
+    batch = tiny_batch()
+    results = []
+    for recompute in (False, True):
+        model = make_model(make_cfg(arch, score, attention_type, recompute_attention=recompute))
+        logits, weights = model(batch)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V_TGT), batch.tgt_out.reshape(-1), ignore_index=0)
+        loss.backward()
+        results.append((logits.detach(), weights.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (logits_a, weights_a, grads_a), (logits_b, weights_b, grads_b) = results
+    torch.testing.assert_close(logits_a, logits_b, rtol=0, atol=0)
+    torch.testing.assert_close(weights_a, weights_b, rtol=0, atol=0)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)

@@ -180,3 +180,53 @@ def test_gradcheck_through_attention(name, sharpening):
     assert torch.autograd.gradcheck(f, (query, keys, values, *params), eps=1e-6, atol=1e-5)
     if name in ("general", "additive", "location") or (name == "cosine" and not sharpening):
         assert params, f"{name} should have parameters"
+
+
+def test_recomputed_additive_energy_has_autograds_gradients():
+    """model.recompute_attention: AdditiveEnergy's hand-written backward (the tanh recomputed) passes gradcheck
+    and gives the energies and parameter gradients of the plain additive score."""
+    from harness.models.scores import AdditiveEnergy
+
+    torch.manual_seed(0)
+    args = (torch.randn(3, 5, 4), torch.randn(3, 4), torch.randn(1, 4))
+    args = tuple(a.double().requires_grad_() for a in args)
+    assert torch.autograd.gradcheck(AdditiveEnergy.apply, args)
+    plain, recomputed = Additive(6, 7), Additive(6, 7, recompute=True)
+    recomputed.load_state_dict(plain.state_dict())
+    keys, query, upstream = torch.randn(2, 9, 7), torch.randn(2, 6, requires_grad=True), torch.randn(2, 9)
+    results = []
+    for score in (plain, recomputed):
+        query.grad = None
+        energies = score(query, score.precompute(keys))
+        (energies * upstream).sum().backward()
+        results.append((energies.detach(), query.grad.clone(), [p.grad.clone() for p in score.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1])
+    for a, b in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(a, b)
+
+
+def _saved_bytes(score: Additive, query, pre, steps: int) -> int:
+    """Bytes autograd keeps for backward over `steps` decoder steps that share the precomputed keys `pre`
+    (each storage counted once)."""
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        for _ in range(steps):
+            score(query, pre)
+    return sum(kept.values())
+
+
+def test_recomputing_the_additive_tanh_keeps_no_batch_x_source_x_attention_tensor_per_step():
+    """What the flag is for: the plain score keeps the (B, S, A) tanh of every decoder step for backward; the
+    recomputed one keeps only its inputs: the precomputed keys, shared by every step, and (B, A)-sized ones."""
+    B, S, A, T = 4, 30, 16, 6
+    plain, recomputed = Additive(A, A), Additive(A, A, recompute=True)
+    query, pre = torch.randn(B, A, requires_grad=True), torch.randn(B, S, A, requires_grad=True)
+    one = B * S * A * 4
+    assert _saved_bytes(plain, query, pre, T) >= T * one
+    assert _saved_bytes(recomputed, query, pre, T) < one + T * (2 * B * A * 4) + 2 * A * A * 4
