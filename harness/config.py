@@ -168,6 +168,11 @@ class TrainConfig:
     # page faults on every large tensor: measured in results/bench/memory.md. 0 = glibc's default; no effect
     # where the C library is not glibc. At most 32 MiB (glibc's limit on 64-bit)
     malloc_mmap_threshold: int = _f(0, lo=0, hi=32 * 1024 * 1024)
+    # memory for speed (off by default; the same loss and gradients): the output layer and its cross-entropy run
+    # this many target tokens at a time, so the (tokens x vocabulary) logits of a batch, their log-softmax and
+    # their gradient are never held whole (harness/train/loss.py). 0 = the whole batch at once. Measured in
+    # results/bench/memory.md
+    loss_chunk_rows: int = _f(0, lo=0)
 
 
 @dataclass(frozen=True)
@@ -458,6 +463,7 @@ DIGEST_NEUTRAL_AT_DEFAULT = (
     "model.bridge",
     "train.malloc_mmap_threshold",
     "model.recompute_attention",
+    "train.loss_chunk_rows",
 )
 
 

@@ -68,8 +68,11 @@ class Seq2Seq(nn.Module):
         out, state, weights = self.decoder.step(y_prev, state, memory, t)
         return self.generator(out).float(), state, weights
 
-    def forward(self, batch: Batch, teacher_forcing: float = 1.0, generator: torch.Generator | None = None):
-        """Teacher-forced logits (B, T, V) and attention (B, T, S) or None.
+    def forward(
+        self, batch: Batch, teacher_forcing: float = 1.0, generator: torch.Generator | None = None, project=True
+    ):
+        """Teacher-forced logits (B, T, V) and attention (B, T, S) or None; with project=False the generator's
+        input (B, T, D) instead of the logits (harness.train.loss applies it a chunk of tokens at a time).
 
         The output layer runs once over all time steps (one big matmul instead of T small ones).
         `teacher_forcing` < 1 feeds the model's own greedy prediction with probability 1 − p (scheduled
@@ -80,7 +83,7 @@ class Seq2Seq(nn.Module):
             fused = self.decoder.forward(batch.tgt_in, memory, state)
             if fused is not None:
                 outs, weights = fused
-                return self.generator(outs), weights
+                return (self.generator(outs) if project else outs), weights
         T = batch.tgt_in.size(1)
         outs, ws = [], []
         y = batch.tgt_in[:, 0]
@@ -99,7 +102,7 @@ class Seq2Seq(nn.Module):
                     y = torch.where(use_ref | (y == 0), y, pred)
         outs = torch.stack(outs, 1)
         weights = torch.stack(ws, 1) if ws[0] is not None else None
-        return self.generator(outs), weights
+        return (self.generator(outs) if project else outs), weights
 
 
 def _enc_hidden(cfg: ModelConfig, bidirectional: bool) -> int:

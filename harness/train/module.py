@@ -22,6 +22,7 @@ from harness.experiment import from_dict
 from harness.metrics.bleu import corpus_scores
 from harness.metrics.keys import VAL_AER, VAL_BLEU, VAL_LOSS, VAL_PPL
 from harness.models.seq2seq import Seq2Seq, build_model, count_parameters
+from harness.train.loss import linear_cross_entropy
 
 
 @dataclass
@@ -105,15 +106,26 @@ class TranslationModule(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------ training
     def losses(self, batch: Batch, teacher_forcing: float = 1.0) -> Losses:
-        logits, weights = self.model(batch, teacher_forcing, self._tf_generator)
+        chunk = self.cfg.train.loss_chunk_rows
+        out, weights = self.model(batch, teacher_forcing, self._tf_generator, project=not chunk)
         n_tokens = int((batch.tgt_out != PAD_ID).sum())
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(),
-            batch.tgt_out.reshape(-1),
-            ignore_index=PAD_ID,
-            reduction="sum",
-            label_smoothing=self.cfg.train.label_smoothing,
-        )
+        if chunk:  # memory for speed: the (N, V) logits a chunk of tokens at a time (harness.train.loss)
+            nll = linear_cross_entropy(
+                out.reshape(-1, out.size(-1)),
+                self.model.generator,
+                batch.tgt_out.reshape(-1),
+                PAD_ID,
+                self.cfg.train.label_smoothing,
+                chunk,
+            )
+        else:
+            nll = F.cross_entropy(
+                out.reshape(-1, out.size(-1)).float(),
+                batch.tgt_out.reshape(-1),
+                ignore_index=PAD_ID,
+                reduction="sum",
+                label_smoothing=self.cfg.train.label_smoothing,
+            )
         token_nll = nll / max(1, n_tokens)
         if self.cfg.train.loss_normalization == "tokens":
             objective = token_nll
