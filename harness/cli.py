@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from harness.bench.peers.table import TOOLKIT_NAMES
 from harness.bench.throughput import PRESETS
 from harness.console import quiet_libraries
 from harness.errors import HarnessError
@@ -470,8 +471,8 @@ def add_bench(sub) -> None:
     s.add_argument(
         "--toolkits",
         nargs="+",
-        default=["harness", "harness-onmt", "harness-joey", "opennmt", "joeynmt"],
-        choices=["harness", "harness-onmt", "harness-joey", "opennmt", "joeynmt"],
+        default=list(TOOLKIT_NAMES),
+        choices=list(TOOLKIT_NAMES),
     )
     s.add_argument(
         "--cache",

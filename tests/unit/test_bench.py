@@ -361,3 +361,23 @@ def test_peer_configs_share_the_configuration(tmp_path):
     assert onmt["valid_steps"] > 200 and joey["training"]["validation_freq"] > 200  # no validation
     assert joey["training"]["validation_freq"] % joey["training"]["logging_freq"] == 0  # JoeyNMT requires it
     assert joey["testing"]["beam_size"] == 5
+
+
+def test_harness_onmt_lowmem_is_harness_onmt_with_the_memory_flags_only():
+    """The bench-peers row that measures the memory-for-speed flags runs OpenNMT-py's network unchanged otherwise."""
+    import dataclasses
+
+    from harness.bench.peers.table import OURS, TOOLKIT_NAMES
+    from harness.experiment import load_config
+
+    plain = load_config(HARNESS_PRESET, harness_overrides(10, "harness-onmt"))
+    lowmem = load_config(HARNESS_PRESET, harness_overrides(10, "harness-onmt-lowmem"))
+    assert (lowmem.model.recompute_attention, lowmem.train.loss_chunk_rows) == (True, 256)
+    assert (plain.model.recompute_attention, plain.train.loss_chunk_rows) == (False, 0)
+    unflagged = dataclasses.replace(
+        lowmem,
+        model=dataclasses.replace(lowmem.model, recompute_attention=False),
+        train=dataclasses.replace(lowmem.train, loss_chunk_rows=0),
+    )
+    assert unflagged == plain
+    assert "harness-onmt-lowmem" in OURS and "harness-onmt-lowmem" in TOOLKIT_NAMES

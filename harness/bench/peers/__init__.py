@@ -29,7 +29,7 @@ from harness.bench.machine import load_average, machine_info
 from harness.bench.peers.configs import HARNESS_PRESET
 from harness.bench.peers.install import TOOLKITS, install, venv_python
 from harness.bench.peers.measure import say
-from harness.bench.peers.table import DIFFERENCES, REFERENCE, render_peers_table
+from harness.bench.peers.table import DIFFERENCES, REFERENCE, TOOLKIT_NAMES, render_peers_table
 from harness.bench.peers.toolkits import prepare_data, run_harness, run_joeynmt, run_opennmt
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_json
@@ -38,7 +38,7 @@ from harness.paths import cache_dir
 
 def run_peers(
     steps: int = 880,
-    toolkits: list[str] | tuple[str, ...] = ("harness", "harness-onmt", "harness-joey", "opennmt", "joeynmt"),
+    toolkits: list[str] | tuple[str, ...] = TOOLKIT_NAMES,
     cache: str | Path | None = None,
     decode_sentences: int = 0,
     skip_install: bool = False,
@@ -80,6 +80,7 @@ def run_peers(
         "harness": lambda: run_harness(root, steps, data, refs),
         "harness-onmt": lambda: run_harness(root, steps, data, refs, "harness-onmt"),
         "harness-joey": lambda: run_harness(root, steps, data, refs, "harness-joey"),
+        "harness-onmt-lowmem": lambda: run_harness(root, steps, data, refs, "harness-onmt-lowmem"),
         "opennmt": lambda: run_opennmt(pythons["opennmt"], root, dpath, steps, data, refs),
         "joeynmt": lambda: run_joeynmt(pythons["joeynmt"], root, dpath, steps, data, refs),
     }

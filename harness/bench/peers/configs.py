@@ -50,6 +50,13 @@ NETWORKS["harness-joey"] = (
     "JoeyNMT's RNN (luong, bi-GRU 2×256, GRU 512, input feeding, MLP attention, bridge)",
     [*NETWORKS["harness-onmt"][1], "model.bridge=tanh"],
 )
+# OpenNMT-py's network again with the harness's two memory-for-speed flags (off by default; same function and
+# gradients): the additive score's per-step tanh recomputed in backward, the output layer's cross-entropy 256 target
+# tokens at a time. Its row beside `harness-onmt` says, in one run, what they save and cost.
+NETWORKS["harness-onmt-lowmem"] = (
+    "OpenNMT-py's RNN as harness-onmt, with model.recompute_attention and train.loss_chunk_rows=256",
+    [*NETWORKS["harness-onmt"][1], "model.recompute_attention=true", "train.loss_chunk_rows=256"],
+)
 
 
 def log_every(steps: int) -> int:

@@ -22,10 +22,18 @@ ROWS = [
 ]
 
 
-OURS = ("harness", "harness-onmt", "harness-joey")
+OURS = ("harness", "harness-onmt", "harness-onmt-lowmem", "harness-joey")
 PEERS = ("opennmt", "joeynmt")
 # the ratio columns: each harness network against each peer; `harness-onmt` is OpenNMT-py's own network
-RATIOS = [("harness", "opennmt"), ("harness-onmt", "opennmt"), ("harness", "joeynmt"), ("harness-joey", "joeynmt")]
+RATIOS = [
+    ("harness", "opennmt"),
+    ("harness-onmt", "opennmt"),
+    ("harness-onmt-lowmem", "opennmt"),
+    ("harness", "joeynmt"),
+    ("harness-joey", "joeynmt"),
+]
+# every toolkit and network `harness bench-peers` runs by default, in table order
+TOOLKIT_NAMES = ("harness", "harness-onmt", "harness-onmt-lowmem", "harness-joey", "opennmt", "joeynmt")
 OWN_NETWORK = {
     "opennmt": "its default RNN (bi-GRU 2×256, GRU 512, input feeding, MLP attention)",
     "joeynmt": "its recurrent model (bi-GRU 2×256, GRU 512, input feeding, Bahdanau attention, bridge)",
@@ -83,6 +91,8 @@ def render_peers_table(doc: dict) -> str:
 
 DIFFERENCES = (
     "`harness-onmt` is OpenNMT-py's network (same parameters to OpenNMT-py's 512 linear_out biases, same matmuls); "
+    "`harness-onmt-lowmem` is `harness-onmt` with the two memory-for-speed flags (model.recompute_attention, "
+    "train.loss_chunk_rows=256; same function and gradients); "
     "`harness-joey` is JoeyNMT's (the same with its bridge, s_0 = tanh(W [h̄_fwd; h̄_bwd] + b); same parameters to "
     "the bias of the harness's output layer, which JoeyNMT's lacks; same matmuls). `harness` is "
     "experiments/bahdanau2015_multi30k.yaml, the paper's RNNsearch decoder "
