@@ -85,8 +85,11 @@ def test_a_run_directory_from_before_the_layout_evaluates_translates_and_resumes
     assert r.returncode == 0, r.stderr[-3000:]
     new = json.loads((run / "metrics.json").read_text())
     assert set(new) == set(old)
-    for key in ("bleu", "chrf", "aer", "alignment_precision", "alignment_recall", "attention_entropy", "by_length"):
-        assert new[key] == old[key], key
+    for key in ("bleu", "chrf", "aer", "alignment_precision", "alignment_recall", "by_length"):
+        assert new[key] == old[key], key  # functions of the hypotheses and argmax links: exact
+    # a mean over attention weights: the last digits follow the CPU's float kernels (the old run was written on an
+    # Intel Xeon; on an AMD EPYC it differs by 1e-10)
+    assert new["attention_entropy"] == pytest.approx(old["attention_entropy"], rel=1e-7)
     assert (run / "test.hyp").read_text() == (OLD_RUN / "test.hyp").read_text()
 
     # the test sources (their tokens are in attention/test.npz) through `harness translate` give the test
