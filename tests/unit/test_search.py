@@ -484,15 +484,23 @@ def _assert_identical_n_best(a: list[list], b: list[list]) -> None:
 @pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
 @pytest.mark.parametrize("penalty_mode", ["fairseq", "gnmt"])
 def test_beam_first_step_once_per_sentence_is_exact(arch, score, attention_type, penalty_mode):
-    """The K identical rows of step 0 computed once per sentence: the same tokens, scores and attention, bit for bit,
-    as computing all K (with penalties, so that coverage takes step 0's attention too)."""
+    """The K identical rows of step 0 computed once per sentence: the same tokens, and the same scores and attention
+    to float rounding, as computing all K (with penalties, so that coverage takes step 0's attention too). Bit for
+    bit on the Intel Xeon machines this was written on; on an AMD EPYC, MKL multiplies a matrix of B rows and one of
+    K·B rows with kernels that round differently (scores 1e-7 apart), so the last bits are not a property of ours."""
     model = make_model(arch, score, attention_type)
     rows = _recording_rows(model)
     kw = dict(beam=4, n_best=4, alpha=0.6, beta=0.2 * model.has_attention, penalty_mode=penalty_mode)
     once = beam_search(model, batch_of(SOURCES), **kw)
     assert rows[0] == len(SOURCES) and rows[1] == 4 * len(SOURCES)
     every = beam_search(model, batch_of(SOURCES), **kw, first_step_once=False)
-    _assert_identical_n_best(once, every)
+    for x_best, y_best in zip(once, every):
+        assert [h.tokens for h in x_best] == [h.tokens for h in y_best]
+        np.testing.assert_allclose([h.score for h in x_best], [h.score for h in y_best], rtol=1e-6, atol=0)
+        for x, y in zip(x_best, y_best):
+            assert (x.attention is None) == (y.attention is None)
+            if x.attention is not None:
+                np.testing.assert_allclose(x.attention, y.attention, rtol=1e-6, atol=1e-7)
 
 
 def _decode_both(model, tables: bool):
