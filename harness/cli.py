@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.bench.peers.table import TOOLKIT_NAMES
+from harness.bench import TOOLKIT_NAMES
 from harness.bench.throughput import PRESETS
 from harness.console import quiet_libraries
 from harness.errors import HarnessError

@@ -367,7 +367,8 @@ def test_harness_onmt_lowmem_is_harness_onmt_with_the_memory_flags_only():
     """The bench-peers row that measures the memory-for-speed flags runs OpenNMT-py's network unchanged otherwise."""
     import dataclasses
 
-    from harness.bench.peers.table import OURS, TOOLKIT_NAMES
+    from harness.bench import TOOLKIT_NAMES
+    from harness.bench.peers.table import OURS
     from harness.experiment import load_config
 
     plain = load_config(HARNESS_PRESET, harness_overrides(10, "harness-onmt"))

@@ -25,11 +25,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from harness.bench import TOOLKIT_NAMES
 from harness.bench.machine import load_average, machine_info
 from harness.bench.peers.configs import HARNESS_PRESET
 from harness.bench.peers.install import TOOLKITS, install, venv_python
 from harness.bench.peers.measure import say
-from harness.bench.peers.table import DIFFERENCES, REFERENCE, TOOLKIT_NAMES, render_peers_table
+from harness.bench.peers.table import DIFFERENCES, REFERENCE, render_peers_table
 from harness.bench.peers.toolkits import prepare_data, run_harness, run_joeynmt, run_opennmt
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, write_json

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.bench import HARNESS_NETWORKS, PEER_TOOLKITS
+
 REFERENCE = (  # quoted in the issue: a 2-core machine, this configuration, 880 steps
     "OpenNMT-py ≈ 1,900 target tok/s training, 2.5 GB peak, 286 sent/s greedy, 95 sent/s beam 5, 26.7 BLEU; "
     "JoeyNMT ≈ 1,160 tok/s, 1.3 GB, 70 sent/s greedy, 33 sent/s beam 5; "
@@ -22,8 +24,7 @@ ROWS = [
 ]
 
 
-OURS = ("harness", "harness-onmt", "harness-onmt-lowmem", "harness-joey")
-PEERS = ("opennmt", "joeynmt")
+OURS, PEERS = HARNESS_NETWORKS, PEER_TOOLKITS
 # the ratio columns: each harness network against each peer; `harness-onmt` is OpenNMT-py's own network
 RATIOS = [
     ("harness", "opennmt"),
@@ -32,8 +33,6 @@ RATIOS = [
     ("harness", "joeynmt"),
     ("harness-joey", "joeynmt"),
 ]
-# every toolkit and network `harness bench-peers` runs by default, in table order
-TOOLKIT_NAMES = ("harness", "harness-onmt", "harness-onmt-lowmem", "harness-joey", "opennmt", "joeynmt")
 OWN_NETWORK = {
     "opennmt": "its default RNN (bi-GRU 2×256, GRU 512, input feeding, MLP attention)",
     "joeynmt": "its recurrent model (bi-GRU 2×256, GRU 512, input feeding, Bahdanau attention, bridge)",
