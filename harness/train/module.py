@@ -109,23 +109,12 @@ class TranslationModule(pl.LightningModule):
         chunk = self.cfg.train.loss_chunk_rows
         out, weights = self.model(batch, teacher_forcing, self._tf_generator, project=not chunk)
         n_tokens = int((batch.tgt_out != PAD_ID).sum())
+        out, targets = out.reshape(-1, out.size(-1)), batch.tgt_out.reshape(-1)
+        smoothing = self.cfg.train.label_smoothing
         if chunk:  # memory for speed: the (N, V) logits a chunk of tokens at a time (harness.train.loss)
-            nll = linear_cross_entropy(
-                out.reshape(-1, out.size(-1)),
-                self.model.generator,
-                batch.tgt_out.reshape(-1),
-                PAD_ID,
-                self.cfg.train.label_smoothing,
-                chunk,
-            )
+            nll = linear_cross_entropy(out, self.model.generator, targets, PAD_ID, smoothing, chunk)
         else:
-            nll = F.cross_entropy(
-                out.reshape(-1, out.size(-1)).float(),
-                batch.tgt_out.reshape(-1),
-                ignore_index=PAD_ID,
-                reduction="sum",
-                label_smoothing=self.cfg.train.label_smoothing,
-            )
+            nll = F.cross_entropy(out.float(), targets, ignore_index=PAD_ID, reduction="sum", label_smoothing=smoothing)
         token_nll = nll / max(1, n_tokens)
         if self.cfg.train.loss_normalization == "tokens":
             objective = token_nll

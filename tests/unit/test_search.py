@@ -470,15 +470,17 @@ def test_forced_attention_extra_step_is_the_step_fed_eos():
         np.testing.assert_allclose(e[-1], w[0].numpy(), atol=1e-6)
 
 
-def _assert_identical_n_best(a: list[list], b: list[list]) -> None:
-    """Per sentence the same n-best: tokens, scores and attention, bit for bit."""
+def _assert_identical_n_best(a: list[list], b: list[list], rtol: float = 0.0, atol: float = 0.0) -> None:
+    """Per sentence the same n-best: tokens; scores and attention bit for bit, or to `rtol` (attention also `atol`)."""
     for x_best, y_best in zip(a, b):
         assert [h.tokens for h in x_best] == [h.tokens for h in y_best]
-        assert [h.score for h in x_best] == [h.score for h in y_best]
+        np.testing.assert_allclose(
+            [h.score for h in x_best], [h.score for h in y_best], rtol=rtol, atol=0, equal_nan=False
+        )
         for x, y in zip(x_best, y_best):
             assert (x.attention is None) == (y.attention is None)
             if x.attention is not None:
-                assert np.array_equal(x.attention, y.attention)
+                np.testing.assert_allclose(x.attention, y.attention, rtol=rtol, atol=atol, equal_nan=False)
 
 
 @pytest.mark.parametrize("arch,score,attention_type", MODELS, ids=MODEL_IDS)
@@ -494,13 +496,7 @@ def test_beam_first_step_once_per_sentence_is_exact(arch, score, attention_type,
     once = beam_search(model, batch_of(SOURCES), **kw)
     assert rows[0] == len(SOURCES) and rows[1] == 4 * len(SOURCES)
     every = beam_search(model, batch_of(SOURCES), **kw, first_step_once=False)
-    for x_best, y_best in zip(once, every):
-        assert [h.tokens for h in x_best] == [h.tokens for h in y_best]
-        np.testing.assert_allclose([h.score for h in x_best], [h.score for h in y_best], rtol=1e-6, atol=0)
-        for x, y in zip(x_best, y_best):
-            assert (x.attention is None) == (y.attention is None)
-            if x.attention is not None:
-                np.testing.assert_allclose(x.attention, y.attention, rtol=1e-6, atol=1e-7)
+    _assert_identical_n_best(once, every, rtol=1e-6, atol=1e-7)
 
 
 def _decode_both(model, tables: bool):
