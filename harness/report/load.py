@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import flatten, read_yaml
+from harness.config import flatten, neutral_defaults, read_yaml
 from harness.errors import HarnessError
 from harness.metrics.keys import CONVERGED, STOP_REASON, VALIDATION
 from harness.paths import PROJECT_ROOT
@@ -126,10 +126,19 @@ def _scalar(v: Any) -> Any:
     return v
 
 
+def with_neutral_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's flattened config with the keys added since it ran at the value it ran with (their default:
+    harness/config.py DIGEST_NEUTRAL_AT_DEFAULT), so that a key new since a study began does not split its
+    configurations into runs with and without it."""
+    if not any(k.startswith(("model.", "train.")) for k in config):
+        return config  # not a run's config (a study's bare parameters)
+    return {**{k: _scalar(v) for k, v in neutral_defaults().items()}, **config}
+
+
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     doc = read_yaml(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else {}
     doc.pop("_meta", None)
-    return {k: _scalar(v) for k, v in flatten(doc).items()}
+    return with_neutral_defaults({k: _scalar(v) for k, v in flatten(doc).items()})
 
 
 def read_metrics(path: Path) -> dict:
@@ -243,7 +252,7 @@ def from_study(name: str, storage: str | None = None) -> Source:
             metrics = read_metrics(run_dir / METRICS_FILE)
         config = attrs.get("config")
         if isinstance(config, dict):
-            config = {k: _scalar(v) for k, v in flatten(config).items()}
+            config = with_neutral_defaults({k: _scalar(v) for k, v in flatten(config).items()})
         else:
             config = (
                 read_run_config(run_dir)

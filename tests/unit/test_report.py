@@ -872,6 +872,36 @@ def test_a_budget_tells_configurations_apart_only_where_it_ended_runs_at_differe
     assert group_keys(legacy)[-1] == "train.max_epochs"  # trained before the rule: the budget ended them
 
 
+def test_a_key_added_since_a_run_counts_at_its_default_and_does_not_split_its_configuration(tmp_path):
+    """britz2017's report had shown general-128 as two rows (`malloc_mmap_threshold=-` and `=0`): a run from before
+    a key existed lacks it in config.yaml, and ran as the key's default does (DIGEST_NEUTRAL_AT_DEFAULT)."""
+    from harness.config import DIGEST_NEUTRAL_AT_DEFAULT, neutral_defaults
+    from harness.report.load import RunRecord, read_run_config
+    from harness.report.tables import config_label, group_keys
+
+    doc = to_dict(load_config("experiments/bahdanau2015_synthetic.yaml"))
+    dirs = {}
+    for name, change in (("old", None), ("new", 0), ("set", 65536)):
+        d = tmp_path / name
+        d.mkdir()
+        run = json.loads(json.dumps(doc))
+        if change is None:  # written before these keys existed
+            for dotted in DIGEST_NEUTRAL_AT_DEFAULT:
+                section, key = dotted.split(".")
+                del run[section][key]
+        else:
+            run["train"]["malloc_mmap_threshold"] = change
+        (d / "config.yaml").write_text(dump_yaml(run))
+        dirs[name] = read_run_config(d)
+    assert dirs["old"] == dirs["new"]  # every added key at the default it ran with
+    assert {k: dirs["old"][k] for k in DIGEST_NEUTRAL_AT_DEFAULT} == neutral_defaults()
+    rec = {n: RunRecord(n, None, c, {"bleu": 1.0}) for n, c in dirs.items()}
+    assert group_keys([rec["old"], rec["new"]]) == ["model.arch", "model.score"]
+    keys = group_keys(list(rec.values()))  # a key set away from its default still tells runs apart
+    assert keys == ["model.arch", "model.score", "train.malloc_mmap_threshold"]
+    assert config_label(dirs["old"], keys) == config_label(dirs["new"], keys) != config_label(dirs["set"], keys)
+
+
 def test_a_report_rebuilt_from_the_same_runs_keeps_its_page(runs, tmp_path):
     """Rebuilding an unchanged report (harness results build over every target) leaves index.html byte for byte,
     its generation time included; a report whose runs changed is written anew."""
