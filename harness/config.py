@@ -168,6 +168,12 @@ class TrainConfig:
     # page faults on every large tensor: measured in results/bench/memory.md. 0 = glibc's default; no effect
     # where the C library is not glibc. At most 32 MiB (glibc's limit on 64-bit)
     malloc_mmap_threshold: int = _f(0, lo=0, hi=32 * 1024 * 1024)
+    # speed for memory, the other way (off by default; the same results): glibc serves large blocks from its heap
+    # too and never returns the heap's free top to the system (mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD at its
+    # maximum), so each step's fresh (tokens x vocabulary) tensors reuse pages the last step touched instead of
+    # faulting new zeroed ones in. Measured in results/bench/memory.md. No effect where the C library is not glibc;
+    # not with train.malloc_mmap_threshold
+    malloc_keep_freed: bool = False
     # memory for speed (off by default; the same loss and gradients): the output layer and its cross-entropy run
     # this many target tokens at a time, so the (tokens x vocabulary) logits of a batch, their log-softmax and
     # their gradient are never held whole (harness/train/loss.py). 0 = the whole batch at once. Measured in
@@ -464,7 +470,15 @@ DIGEST_NEUTRAL_AT_DEFAULT = (
     "train.malloc_mmap_threshold",
     "model.recompute_attention",
     "train.loss_chunk_rows",
+    "train.malloc_keep_freed",
 )
+
+
+def neutral_defaults() -> dict[str, Any]:
+    """{dotted key: default} of the DIGEST_NEUTRAL_AT_DEFAULT keys: the value a run from before such a key existed
+    had (its config.yaml lacks the key)."""
+    defaults = ExperimentConfig()
+    return {k: getattr(getattr(defaults, k.split(".")[0]), k.split(".")[1]) for k in DIGEST_NEUTRAL_AT_DEFAULT}
 
 
 def content_for_digest(cfg) -> dict:
@@ -497,6 +511,11 @@ def check(cfg: ExperimentConfig, source: str = "config") -> None:
         )
     if cfg.decode.n_best > cfg.decode.beam:
         raise HarnessError(f"{source}: decode.n_best ({cfg.decode.n_best}) must be <= decode.beam ({cfg.decode.beam})")
+    if cfg.train.malloc_keep_freed and cfg.train.malloc_mmap_threshold:
+        raise HarnessError(
+            f"{source}: train.malloc_keep_freed keeps large blocks in the heap and train.malloc_mmap_threshold "
+            f"({cfg.train.malloc_mmap_threshold}) maps them apart: set one of them, not both"
+        )
     buckets = cfg.eval.length_buckets
     if not buckets or any(not isinstance(b, int) or b < 1 for b in buckets) or sorted(set(buckets)) != buckets:
         raise HarnessError(f"{source}: eval.length_buckets must be increasing positive integers, got {buckets!r}")

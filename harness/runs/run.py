@@ -29,7 +29,7 @@ from harness.runs.layout import (
     write_evaluation,
 )
 from harness.runs.provenance import config_document, hardware
-from harness.train.memory import set_malloc_mmap_threshold
+from harness.train.memory import keep_freed_memory, set_malloc_mmap_threshold
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,8 @@ def train(
             torch.set_num_threads(cfg.train.threads)
         if cfg.train.malloc_mmap_threshold:
             set_malloc_mmap_threshold(cfg.train.malloc_mmap_threshold)
+        if cfg.train.malloc_keep_freed:
+            keep_freed_memory()
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         atomic_write_text(work / CONFIG_FILE, dump_yaml(config_document(cfg)))
         module = TranslationModule.build(
