@@ -78,7 +78,9 @@ DIAGONAL_LABEL = "positional baseline (diagonal)"
 
 ALWAYS_GROUP = ["model.arch", "model.score"]
 NEVER_GROUP_PREFIXES = ("tracking.", "_meta")
-NEVER_GROUP = {"seed"}
+# glibc's malloc settings change where memory comes from, never a result (tests/unit/test_memory.py: the same
+# curve and hypotheses): a study that turns one on midway keeps its configurations whole
+NEVER_GROUP = {"seed", "train.malloc_mmap_threshold", "train.malloc_keep_freed"}
 # budgets: hard caps, not hyperparameters. One tells configurations apart only where the runs it ended (metrics.json
 # stop_reason) differ in it, as in a sweep over the number of steps: a cap raised while a study ran does not split a
 # configuration in two (a run its stopping rule ended is the same run under either cap).

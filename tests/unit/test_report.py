@@ -874,14 +874,15 @@ def test_a_budget_tells_configurations_apart_only_where_it_ended_runs_at_differe
 
 def test_a_key_added_since_a_run_counts_at_its_default_and_does_not_split_its_configuration(tmp_path):
     """britz2017's report had shown general-128 as two rows (`malloc_mmap_threshold=-` and `=0`): a run from before
-    a key existed lacks it in config.yaml, and ran as the key's default does (DIGEST_NEUTRAL_AT_DEFAULT)."""
+    a key existed lacks it in config.yaml, and ran as the key's default does (DIGEST_NEUTRAL_AT_DEFAULT). A key set
+    away from its default tells runs apart, except glibc's malloc settings, which change no result."""
     from harness.config import DIGEST_NEUTRAL_AT_DEFAULT, neutral_defaults
     from harness.report.load import RunRecord, read_run_config
     from harness.report.tables import config_label, group_keys
 
     doc = to_dict(load_config("experiments/bahdanau2015_synthetic.yaml"))
     dirs = {}
-    for name, change in (("old", None), ("new", 0), ("set", 65536)):
+    for name, change in (("old", None), ("new", 0), ("set", 256)):
         d = tmp_path / name
         d.mkdir()
         run = json.loads(json.dumps(doc))
@@ -890,7 +891,7 @@ def test_a_key_added_since_a_run_counts_at_its_default_and_does_not_split_its_co
                 section, key = dotted.split(".")
                 del run[section][key]
         else:
-            run["train"]["malloc_mmap_threshold"] = change
+            run["train"]["loss_chunk_rows"] = change
         (d / "config.yaml").write_text(dump_yaml(run))
         dirs[name] = read_run_config(d)
     assert dirs["old"] == dirs["new"]  # every added key at the default it ran with
@@ -898,8 +899,12 @@ def test_a_key_added_since_a_run_counts_at_its_default_and_does_not_split_its_co
     rec = {n: RunRecord(n, None, c, {"bleu": 1.0}) for n, c in dirs.items()}
     assert group_keys([rec["old"], rec["new"]]) == ["model.arch", "model.score"]
     keys = group_keys(list(rec.values()))  # a key set away from its default still tells runs apart
-    assert keys == ["model.arch", "model.score", "train.malloc_mmap_threshold"]
+    assert keys == ["model.arch", "model.score", "train.loss_chunk_rows"]
     assert config_label(dirs["old"], keys) == config_label(dirs["new"], keys) != config_label(dirs["set"], keys)
+    # glibc's malloc settings never tell runs apart: a study that turns one on midway stays one configuration
+    keep = RunRecord("keep", None, {**dirs["new"], "train.malloc_keep_freed": True}, {"bleu": 1.0})
+    mapped = RunRecord("mapped", None, {**dirs["new"], "train.malloc_mmap_threshold": 65536}, {"bleu": 1.0})
+    assert group_keys([rec["old"], keep, mapped]) == ["model.arch", "model.score"]
 
 
 def test_a_report_rebuilt_from_the_same_runs_keeps_its_page(runs, tmp_path):
