@@ -130,6 +130,9 @@ def sweep(
         else:
             status = run_subprocesses(ctx, workers)
     except KeyboardInterrupt:
+        status = 130
+    if status == 130:  # this process or a worker was interrupted (a worker alone: the parent ignores SIGINT, as a
+        # job started in the background by a script does, or a scheduler signalled the workers)
         print(f"interrupted: study {name} is kept; rerun the same command to resume", file=sys.stderr)
         return 130
     trials = study_.get_trials(deepcopy=False)

@@ -249,6 +249,39 @@ def test_killed_sweep_resumes_to_exact_count(tmp_path, how):
 
 
 @pytest.mark.slow
+def test_interrupted_workers_stop_the_sweep_with_status_130_when_the_parent_ignores_sigint(tmp_path):
+    """A sweep started in the background by a script ignores SIGINT (an inherited "ignore"); its workers install
+    their own handler. `kill -INT -- -GROUP` then stops the workers only: the sweep used to report "N missing ...
+    rerun" with status 1, so a chain of studies that stops on 130 went on to the next one. It is an interruption."""
+    from optuna.trial import TrialState
+
+    spec = write_spec(tmp_path, seeds=[1], extra_overrides={"train.max_steps": 400, "train.val_every": 200})
+    url = f"sqlite:///{tmp_path / 'ig.db'}"
+    cmd = sweep_cmd(spec, tmp_path, "ig", "--storage", url, "--workers", "2", "--quiet")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        _wait_running(url, "ig")
+        _wait_training(tmp_path / "reports" / "ig" / "trials", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # the parent ignores it; the workers stop
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "interrupted: study ig is kept" in err.decode() and "missing" not in err.decode()
+    study = load("ig", url)
+    assert all(t.state == TrialState.FAIL for t in study.trials), [t.state for t in study.trials]
+
+
+@pytest.mark.slow
 def test_sigint_to_the_parent_alone_stops_every_worker(tmp_path):
     """`kill -INT <sweep>` with no terminal (a scheduler, a script): the parent passes the interrupt on to its
     workers, each fails its running trial as interrupted and exits; no trial is left RUNNING."""
