@@ -191,10 +191,10 @@ def _wait_training(trials: Path, proc: subprocess.Popen, timeout: float = 120) -
         time.sleep(0.05)
 
 
-def _start_in_own_group(cmd: list[str]) -> subprocess.Popen:
+def _start_in_own_group(cmd: list[str], sigint=signal.SIG_DFL) -> subprocess.Popen:
     """A sweep in its own process group (signals go to it alone), with SIGINT at its default: a test run started
     in the background by a shell (CI, `make test &`) ignores SIGINT, and so would the sweep (Python keeps an
-    inherited "ignore"); start it as a shell's foreground command would."""
+    inherited "ignore"); start it as a shell's foreground command would (or, sigint=SIG_IGN, as a background one)."""
     return subprocess.Popen(
         cmd,
         cwd=PROJECT_ROOT,
@@ -202,7 +202,7 @@ def _start_in_own_group(cmd: list[str]) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -258,15 +258,7 @@ def test_interrupted_workers_stop_the_sweep_with_status_130_when_the_parent_igno
     spec = write_spec(tmp_path, seeds=[1], extra_overrides={"train.max_steps": 400, "train.val_every": 200})
     url = f"sqlite:///{tmp_path / 'ig.db'}"
     cmd = sweep_cmd(spec, tmp_path, "ig", "--storage", url, "--workers", "2", "--quiet")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    proc = _start_in_own_group(cmd, sigint=signal.SIG_IGN)
     try:
         _wait_running(url, "ig")
         _wait_training(tmp_path / "reports" / "ig" / "trials", proc)

@@ -19,14 +19,20 @@ from ..conftest import ROOT, TINY
 
 pytestmark = pytest.mark.skipif(_libc() is None, reason="not glibc: train.malloc_mmap_threshold has no effect")
 
-PROBE = """
-import ctypes, sys
-from harness.train.memory import set_malloc_mmap_threshold
+LIBC = """
+import ctypes, sys, threading
+from harness.train.memory import keep_freed_memory, set_malloc_mmap_threshold
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype, libc.malloc.restype, libc.free.argtypes = MallInfo2, ctypes.c_void_p, [ctypes.c_void_p]
+libc.malloc.argtypes, libc.memset.argtypes = [ctypes.c_size_t], [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+"""  # glibc's malloc statistics (mallinfo2) and its malloc/free, for the probes below
+
+PROBE = (
+    LIBC
+    + """
 if sys.argv[1] != "0":
     assert set_malloc_mmap_threshold(int(sys.argv[1]))
 libc.free(libc.malloc(4 << 20))  # glibc's default: freeing this mmapped block raises the threshold to 4 MiB
@@ -34,6 +40,7 @@ before = libc.mallinfo2().hblks
 block = libc.malloc(1 << 20)
 print(libc.mallinfo2().hblks - before)  # 1: the 1 MiB block has its own mapping; 0: it came from the heap
 """
+)
 
 
 def _mapped_blocks(threshold: int) -> int:
@@ -47,15 +54,9 @@ def test_a_fixed_threshold_keeps_large_blocks_out_of_the_heap():
     assert _mapped_blocks(64 * 1024) == 1
 
 
-KEEP_PROBE = """
-import ctypes, sys, threading
-from harness.train.memory import keep_freed_memory
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype, libc.malloc.restype, libc.free.argtypes = MallInfo2, ctypes.c_void_p, [ctypes.c_void_p]
-libc.malloc.argtypes, libc.memset.argtypes = [ctypes.c_size_t], [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+KEEP_PROBE = (
+    LIBC
+    + """
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 before = libc.mallinfo2().hblks
@@ -70,6 +71,7 @@ worker.start()
 worker.join()
 print(mapped, int(kept), int(served[0]))
 """
+)
 
 
 def _keep_probe(mode: str) -> tuple[int, ...]:
