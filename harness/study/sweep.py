@@ -122,17 +122,20 @@ def sweep(
             flush=True,
         )
     t0 = time.perf_counter()
+    interrupted = False
     try:
-        if opts.enabled:
+        if opts.enabled:  # a pre-empted worker job (status 130) is not a stopped sweep: the study says what is missing
             status = run_slurm(ctx, workers, params, opts.cluster)
         elif workers == 1 and gpus_per_trial == 1:
             status = run_worker(dataclasses.replace(ctx, worker=0))
         else:
             status = run_subprocesses(ctx, workers)
+            # local workers stop on SIGINT when the sweep is being stopped, also where this process ignores it (a
+            # job a script started in the background) and only the workers' own handlers saw it
+            interrupted = status == 130
     except KeyboardInterrupt:
-        status = 130
-    if status == 130:  # this process or a worker was interrupted (a worker alone: the parent ignores SIGINT, as a
-        # job started in the background by a script does, or a scheduler signalled the workers)
+        interrupted = True
+    if interrupted:
         print(f"interrupted: study {name} is kept; rerun the same command to resume", file=sys.stderr)
         return 130
     trials = study_.get_trials(deepcopy=False)
