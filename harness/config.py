@@ -14,7 +14,7 @@ import difflib
 import functools
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -474,19 +474,23 @@ DIGEST_NEUTRAL_AT_DEFAULT = (
 )
 
 
-def neutral_defaults() -> dict[str, Any]:
+@functools.cache
+def neutral_defaults() -> Mapping[str, Any]:
     """{dotted key: default} of the DIGEST_NEUTRAL_AT_DEFAULT keys: the value a run from before such a key existed
-    had (its config.yaml lacks the key)."""
+    had (its config.yaml lacks the key). Read-only: computed once."""
     defaults = ExperimentConfig()
-    return {k: getattr(getattr(defaults, k.split(".")[0]), k.split(".")[1]) for k in DIGEST_NEUTRAL_AT_DEFAULT}
+    out = {}
+    for dotted in DIGEST_NEUTRAL_AT_DEFAULT:
+        section, _, key = dotted.partition(".")
+        out[dotted] = getattr(getattr(defaults, section), key)
+    return types.MappingProxyType(out)
 
 
 def content_for_digest(cfg) -> dict:
     """to_dict(cfg) without the DIGEST_NEUTRAL_AT_DEFAULT keys that are at their defaults."""
     doc = to_dict(cfg)
-    for dotted in DIGEST_NEUTRAL_AT_DEFAULT:
-        section, key = dotted.split(".")
-        default = {f.name: f.default for f in dataclasses.fields(type(getattr(cfg, section)))}[key]
+    for dotted, default in neutral_defaults().items():
+        section, _, key = dotted.partition(".")
         if doc[section][key] == default:
             del doc[section][key]
     return doc

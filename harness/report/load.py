@@ -131,7 +131,7 @@ def with_neutral_defaults(config: dict[str, Any]) -> dict[str, Any]:
     harness/config.py DIGEST_NEUTRAL_AT_DEFAULT), so that a key new since a study began does not split its
     configurations into runs with and without it."""
     if not any(k.startswith(("model.", "train.")) for k in config):
-        return config  # not a run's config (a study's bare parameters)
+        return config  # no config to complete (a run directory without config.yaml)
     return {**{k: _scalar(v) for k, v in neutral_defaults().items()}, **config}
 
 

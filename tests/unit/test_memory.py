@@ -17,7 +17,7 @@ from harness.train.memory import _libc
 
 from ..conftest import ROOT, TINY
 
-pytestmark = pytest.mark.skipif(_libc() is None, reason="not glibc: train.malloc_mmap_threshold has no effect")
+pytestmark = pytest.mark.skipif(_libc() is None, reason="not glibc: the train.malloc_* settings have no effect")
 
 LIBC = """
 import ctypes, sys, threading
