@@ -202,14 +202,14 @@ def _rows_runs(target: str, runs: list[Path]) -> dict[str, list[Path]]:
 
 
 def claim_significance(target: str, dest: Path) -> list[dict]:
-    """Paired bootstrap (sacreBLEU, 1,000 resamples, seeds pooled) for every BLEU `greater` claim whose rows have
-    converged runs only; needs the test references (the shared data), so it runs at collect time."""
+    """Paired bootstrap (sacreBLEU, 1,000 resamples, seeds pooled) for every BLEU `greater` or `not_worse` claim whose
+    rows have converged runs only; needs the test references (the shared data), so it runs at collect time."""
     from harness.report.significance import paired_bootstrap
 
     rows = _rows_runs(target, target_runs(dest))
     out = []
     for claim in load_claims().get(target, []):
-        if claim["kind"] != "greater" or claim.get("metric") != "bleu":
+        if claim["kind"] not in ("greater", "not_worse") or claim.get("metric") != "bleu":
             continue
         a, b = rows.get(claim["a"], []), rows.get(claim["b"], [])
         if not a or not b or not all(_metrics(r).get(CONVERGED) for r in a + b):
@@ -312,6 +312,17 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
                 why += f", paired bootstrap p = {p:.3f}"
                 holds = holds and p < 0.05
             out.append(Verdict(claim["claim"], "reproduced" if holds else "not reproduced", why))
+        elif kind == "not_worse":
+            a, b = mean[claim["a"]], mean[claim["b"]]
+            why = f"BLEU {a:.2f} vs {b:.2f}"
+            holds = a >= b
+            if claim["claim"] in sig:
+                p = sig[claim["claim"]]["p_value"]
+                why += f", paired bootstrap p = {p:.3f}"
+                holds = holds or p >= 0.05  # below, but not significantly
+                if not holds:
+                    why += f" ({claim['b']} significantly better)"
+            out.append(Verdict(claim["claim"], "reproduced" if holds else "not reproduced", why))
         elif kind == "below_diagonal":
             worse = []
             for n, rs in runs.items():
@@ -343,7 +354,8 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             )
         else:
             raise HarnessError(
-                f"{CLAIMS_FILE}: claim kind {kind!r} is not one of greater, less, below_diagonal, order, flat"
+                f"{CLAIMS_FILE}: claim kind {kind!r} is not one of "
+                "greater, not_worse, less, below_diagonal, order, flat"
             )
     return out
 

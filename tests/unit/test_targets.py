@@ -131,3 +131,38 @@ def test_results_md_lists_the_trials_continued_under_a_raised_budget(tmp_path):
     note = {"trial": 2, "step": 11350, "stop_reason": "max_epochs", "budget": "train.max_epochs", "was": 25, "now": 60}
     (trials / "9" / "extends.json").write_text(json.dumps(note))
     assert _extras(tmp_path, [trials / "9"])["continued"] == [{"study": "britz2017-small", **note, "by": 9}]
+
+
+def test_a_not_worse_claim_holds_when_a_is_below_but_not_significantly(tmp_path):
+    """`not_worse` (harness/study/claims.yaml): row a at least as good as row b. Above b: reproduced; below b:
+    reproduced only while the paired bootstrap finds no significant difference, else not (and says which is better)."""
+    import json
+
+    from harness.study.results import load_claims, verdicts
+
+    (claim,) = [c for c in load_claims()["britz2017"] if c["kind"] == "not_worse"]
+
+    made = iter(range(1000))
+
+    def runs(*bleus):
+        out = []
+        for seed, bleu in enumerate(bleus, 1):
+            d = tmp_path / f"run{next(made)}"
+            d.mkdir()
+            m = {"bleu": bleu, "seed": seed, "converged": True, "stop_reason": "early_stopping"}
+            (d / "metrics.json").write_text(json.dumps(m))
+            out.append(d)
+        return out
+
+    def verdict(a, b, p=None):
+        rows = {claim["a"]: runs(*a), claim["b"]: runs(*b)}
+        sig = [] if p is None else [{"claim": claim["claim"], "p_value": p}]
+        (v,) = [v for v in verdicts("britz2017", rows, sig) if v.claim == claim["claim"]]
+        return v
+
+    assert verdict((33.0, 33.2), (32.0, 32.4)).verdict == "reproduced"
+    assert verdict((32.3, 32.5), (33.3, 33.5)).verdict == "not reproduced"  # below, no test to say otherwise
+    close = verdict((32.4, 32.6), (33.3, 33.6), p=0.2)
+    assert close.verdict == "reproduced" and "BLEU 32.50 vs 33.45, paired bootstrap p = 0.200" in close.why
+    far = verdict((32.4, 32.61), (33.3, 33.61), p=0.01)
+    assert far.verdict == "not reproduced" and "additive, 512 units significantly better" in far.why
