@@ -303,25 +303,18 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             continue
         mean = {n: _mean([_metrics(r).get(claim.get("metric", "bleu")) for r in rs]) for n, rs in runs.items()}
         kind = claim["kind"]
-        if kind in ("greater", "less"):
+        if kind in ("greater", "less", "not_worse"):
             a, b = mean[claim["a"]], mean[claim["b"]]
-            holds = a > b if kind == "greater" else a < b
+            holds = a > b if kind == "greater" else a < b if kind == "less" else a >= b
             why = f"{claim['metric']} {a:.3f} vs {b:.3f}" if claim["metric"] == AER else f"BLEU {a:.2f} vs {b:.2f}"
             if claim["metric"] == "bleu" and claim["claim"] in sig:
                 p = sig[claim["claim"]]["p_value"]
                 why += f", paired bootstrap p = {p:.3f}"
-                holds = holds and p < 0.05
-            out.append(Verdict(claim["claim"], "reproduced" if holds else "not reproduced", why))
-        elif kind == "not_worse":
-            a, b = mean[claim["a"]], mean[claim["b"]]
-            why = f"BLEU {a:.2f} vs {b:.2f}"
-            holds = a >= b
-            if claim["claim"] in sig:
-                p = sig[claim["claim"]]["p_value"]
-                why += f", paired bootstrap p = {p:.3f}"
-                holds = holds or p >= 0.05  # below, but not significantly
-                if not holds:
-                    why += f" ({claim['b']} significantly better)"
+                if kind == "not_worse":
+                    holds = holds or p >= 0.05  # below, but not significantly
+                    why += "" if holds else f" ({claim['b']} significantly better)"
+                else:
+                    holds = holds and p < 0.05
             out.append(Verdict(claim["claim"], "reproduced" if holds else "not reproduced", why))
         elif kind == "below_diagonal":
             worse = []
