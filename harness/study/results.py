@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 MIN_SEEDS = 2  # never fewer than 2 seeds behind a verdict (a claim may say `min_seeds` where its study has one)
+# the pairwise claim kinds: does row a's mean stand to row b's as the claim says (before significance)
+COMPARES = {"greater": operator.gt, "less": operator.lt, "not_worse": operator.ge}
 
 
 def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict], symmetrised=None) -> list[Verdict]:
@@ -303,16 +306,17 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             continue
         mean = {n: _mean([_metrics(r).get(claim.get("metric", "bleu")) for r in rs]) for n, rs in runs.items()}
         kind = claim["kind"]
-        if kind in ("greater", "less", "not_worse"):
+        if kind in COMPARES:
             a, b = mean[claim["a"]], mean[claim["b"]]
-            holds = a > b if kind == "greater" else a < b if kind == "less" else a >= b
+            holds = COMPARES[kind](a, b)
             why = f"{claim['metric']} {a:.3f} vs {b:.3f}" if claim["metric"] == AER else f"BLEU {a:.2f} vs {b:.2f}"
             if claim["metric"] == "bleu" and claim["claim"] in sig:
                 p = sig[claim["claim"]]["p_value"]
                 why += f", paired bootstrap p = {p:.3f}"
                 if kind == "not_worse":
                     holds = holds or p >= 0.05  # below, but not significantly
-                    why += "" if holds else f" ({claim['b']} significantly better)"
+                    if not holds:
+                        why += f" ({claim['b']} significantly better)"
                 else:
                     holds = holds and p < 0.05
             out.append(Verdict(claim["claim"], "reproduced" if holds else "not reproduced", why))
