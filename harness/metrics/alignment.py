@@ -102,6 +102,20 @@ def merge_subwords(
     return np.vstack([by_word, by_src_word[pieces_t:]])  # (T_words+1, S_words)
 
 
+def alignment_counts(hyp: list[set[Link]], gold: list[Alignment]) -> np.ndarray:
+    """Per sentence the four counts corpus AER sums: |A|, |S|, |A∩S|, |A∩P|; shape (sentences, 4)."""
+    if len(hyp) != len(gold):
+        raise ValueError(f"{len(hyp)} hypothesis alignments but {len(gold)} gold alignments")
+    rows = [(len(a), len(g.sure), len(a & g.sure), len(a & g.possible)) for a, g in zip(hyp, gold)]
+    return np.array(rows, dtype=np.int64).reshape(len(rows), 4)
+
+
+def _aer_of(totals: np.ndarray) -> np.ndarray:
+    """Corpus AER of summed counts (..., 4); 0.0 where A and S are both empty."""
+    proposed, sure, hit_sure, hit_possible = np.moveaxis(totals, -1, 0)
+    return np.where(proposed + sure > 0, 1.0 - (hit_sure + hit_possible) / np.maximum(proposed + sure, 1), 0.0)
+
+
 def alignment_scores(hyp: list[set[Link]], gold: list[Alignment]) -> dict:
     """Corpus AER, precision and recall (Och & Ney 2003), counts summed over sentences.
 
@@ -109,18 +123,41 @@ def alignment_scores(hyp: list[set[Link]], gold: list[Alignment]) -> dict:
     Empty cases: precision is 1.0 when A is empty (no wrong link proposed), recall is 1.0 when S is
     empty (nothing to find), AER is 0.0 when both A and S are empty.
     """
-    if len(hyp) != len(gold):
-        raise ValueError(f"{len(hyp)} hypothesis alignments but {len(gold)} gold alignments")
-    proposed = sure = hit_sure = hit_possible = 0
-    for links, reference in zip(hyp, gold):
-        proposed += len(links)
-        sure += len(reference.sure)
-        hit_sure += len(links & reference.sure)
-        hit_possible += len(links & reference.possible)
+    totals = alignment_counts(hyp, gold).sum(axis=0)
+    proposed, sure, hit_sure, hit_possible = (int(v) for v in totals)
     return {
-        "aer": 1.0 - (hit_sure + hit_possible) / (proposed + sure) if proposed + sure else 0.0,
+        "aer": float(_aer_of(totals)),
         "precision": hit_possible / proposed if proposed else 1.0,
         "recall": hit_sure / sure if sure else 1.0,
+    }
+
+
+def aer_paired_bootstrap(
+    system: list[set[Link]], baseline: list[set[Link]], gold: list[Alignment], n_samples: int = 1000, seed: int = 12345
+) -> dict:
+    """Paired bootstrap resampling (Koehn 2004) of the corpus AER of two link sets on the same gold sentences.
+
+    The statistic is sacreBLEU's `--paired-bs` (harness/report/significance.py, for BLEU), with AER for BLEU:
+    `n_samples` resamples of the sentences (with replacement, the same ones for both), and p = (1 + the number
+    of resamples whose mean-centred absolute AER difference exceeds the observed one) / (n_samples + 1): how
+    often a difference this large appears by chance if both aligned equally well. Identical link sets get
+    p = 1. sacreBLEU's implementation takes its own metrics only, hence this one.
+    """
+    if len(system) != len(baseline):
+        raise ValueError(f"{len(system)} system alignments but {len(baseline)} baseline alignments")
+    sys_counts, base_counts = alignment_counts(system, gold), alignment_counts(baseline, gold)
+    observed = abs(float(_aer_of(sys_counts.sum(0))) - float(_aer_of(base_counts.sum(0))))
+    if system == baseline:
+        p = 1.0
+    else:
+        picks = np.random.default_rng(seed).integers(0, len(gold), size=(n_samples, len(gold)))
+        diffs = np.abs(_aer_of(sys_counts[picks].sum(1)) - _aer_of(base_counts[picks].sum(1)))
+        p = (int(np.sum(diffs - diffs.mean() > observed)) + 1) / (n_samples + 1)
+    return {
+        "aer": float(_aer_of(sys_counts.sum(0))),
+        "baseline_aer": float(_aer_of(base_counts.sum(0))),
+        "p_value": p,
+        "sentences": len(gold),
     }
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_bytes, atomic_write_text, write_json
+from harness.metrics.alignment import aer_paired_bootstrap, diagonal_links
 from harness.metrics.keys import AER, AER_DIAGONAL, BLEU_SIGNATURE, BY_LENGTH, CONVERGED, STOP_REASON, TRAIN_TIME
 from harness.paths import PROJECT_ROOT
 from harness.report.load import continued_rows
@@ -203,23 +204,51 @@ def _rows_runs(target: str, runs: list[Path]) -> dict[str, list[Path]]:
 
 
 def claim_significance(target: str, dest: Path) -> list[dict]:
-    """Paired bootstrap (sacreBLEU, 1,000 resamples, seeds pooled) for every BLEU `greater` or `not_worse` claim whose
-    rows have converged runs only; needs the test references (the shared data), so it runs at collect time."""
+    """Paired bootstrap (1,000 resamples of the test sentences, seeds pooled) behind the claims whose rows have
+    converged runs only: sacreBLEU's for every BLEU `greater` or `not_worse` claim; the same statistic on corpus
+    AER (harness/metrics/alignment.py aer_paired_bootstrap, over the runs' test.align and the gold) for every AER
+    `less` claim, and for each row of a `below_diagonal` claim against the positional baseline. Needs the test
+    references and gold (the shared data), so it runs at collect time."""
     from harness.report.significance import paired_bootstrap
 
     rows = _rows_runs(target, target_runs(dest))
     out = []
     for claim in load_claims().get(target, []):
-        if claim["kind"] not in ("greater", "not_worse") or claim.get("metric") != "bleu":
+        kind, metric = claim["kind"], claim.get("metric")
+        if kind == "below_diagonal":
+            per_row = {}
+            for name in claim["rows"]:
+                runs = rows.get(name, [])
+                if runs and all(_metrics(r).get(CONVERGED) for r in runs):
+                    pick = sorted(runs, key=_seed)
+                    sentences = [pair for r in pick for pair in _gold_pairs(r)]
+                    system = [links for r in pick for links in _test_links(r)]
+                    diagonal = [diagonal_links(len(s), len(t)) for s, t, _ in sentences]
+                    result = aer_paired_bootstrap(system, diagonal, [g for _, _, g in sentences])
+                    per_row[name] = {"seeds": [_seed(r) for r in pick], **result}
+            if per_row:
+                out.append({"claim": claim["claim"], "rows": per_row})
             continue
-        a, b = rows.get(claim["a"], []), rows.get(claim["b"], [])
-        if not a or not b or not all(_metrics(r).get(CONVERGED) for r in a + b):
+        if not ((kind in ("greater", "not_worse") and metric == "bleu") or (kind == "less" and metric == AER)):
             continue
-        runs_a, runs_b = sorted(a, key=_seed), sorted(b, key=_seed)
-        seeds = sorted({_seed(r) for r in runs_a} & {_seed(r) for r in runs_b})
-        pick_a = [r for r in runs_a if _seed(r) in seeds]
-        pick_b = [r for r in runs_b if _seed(r) in seeds]
+        pick_a, pick_b, seeds = _paired(rows.get(claim["a"], []), rows.get(claim["b"], []))
         if not seeds:
+            continue
+        if metric == AER:
+            gold = [g for r in pick_a for _, _, g in _gold_pairs(r)]
+            links_a = [links for r in pick_a for links in _test_links(r)]
+            links_b = [links for r in pick_b for links in _test_links(r)]
+            result = aer_paired_bootstrap(links_a, links_b, gold)
+            out.append(
+                {
+                    "claim": claim["claim"],
+                    "seeds": seeds,
+                    "aer_a": result["aer"],
+                    "aer_b": result["baseline_aer"],
+                    "p_value": result["p_value"],
+                    "sentences": result["sentences"],
+                }
+            )
             continue
         hyp_a = [h for r in pick_a for h in _lines(r / "test.hyp")]
         hyp_b = [h for r in pick_b for h in _lines(r / "test.hyp")]
@@ -238,14 +267,54 @@ def claim_significance(target: str, dest: Path) -> list[dict]:
     return out
 
 
-def _references(run: Path) -> tuple[list[str], bool]:
-    """The test references of a run's data set (from the shared data) and whether its BLEU is lower-cased."""
+def _paired(a: list[Path], b: list[Path]) -> tuple[list[Path], list[Path], list]:
+    """The runs of two rows paired on the seeds they share (none unless every run of both converged)."""
+    if not a or not b or not all(_metrics(r).get(CONVERGED) for r in a + b):
+        return [], [], []
+    seeds = sorted({_seed(r) for r in a} & {_seed(r) for r in b})
+    return (
+        [r for r in sorted(a, key=_seed) if _seed(r) in seeds],
+        [r for r in sorted(b, key=_seed) if _seed(r) in seeds],
+        seeds,
+    )
+
+
+_TEST_SPLITS: dict[str, object] = {}  # data config -> its corpus' test split (one load per data set and collect)
+
+
+def _test_split(run: Path):
     from harness.data.corpora import load_corpus
     from harness.runs.provenance import load_run_config
 
     cfg = load_run_config(run)
-    corpus = load_corpus(cfg.data)
-    return corpus.splits[corpus.test_split].tgt, cfg.data.lowercase
+    key = repr(cfg.data)
+    if key not in _TEST_SPLITS:
+        corpus = load_corpus(cfg.data)
+        _TEST_SPLITS[key] = (corpus.splits[corpus.test_split], cfg.data.lowercase)
+    return _TEST_SPLITS[key]
+
+
+def _references(run: Path) -> tuple[list[str], bool]:
+    """The test references of a run's data set (from the shared data) and whether its BLEU is lower-cased."""
+    split, lower = _test_split(run)
+    return split.tgt, lower
+
+
+def _gold_pairs(run: Path) -> list[tuple[list[str], list[str], object]]:
+    """(source words, target words, gold alignment) of every test sentence of a run's data set."""
+    split, _ = _test_split(run)
+    if split.gold is None:
+        raise HarnessError(f"{run}: its data set's test split has no gold alignments to score test.align on")
+    return [(s.split(), t.split(), g) for s, t, g in zip(split.src, split.tgt, split.gold)]
+
+
+def _test_links(run: Path) -> list[set]:
+    """The attention's word links of a run's test sentences (test.align: Pharaoh, source first)."""
+    from harness.data.alignments import read_alignments
+
+    pairs = _gold_pairs(run)
+    lengths = [len(s) for s, _, _ in pairs], [len(t) for _, t, _ in pairs]
+    return [a.possible for a in read_alignments(run / "test.align", "pharaoh", True, *lengths)]
 
 
 def _lines(path: Path) -> list[str]:
@@ -310,7 +379,7 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
             a, b = mean[claim["a"]], mean[claim["b"]]
             holds = COMPARES[kind](a, b)
             why = f"{claim['metric']} {a:.3f} vs {b:.3f}" if claim["metric"] == AER else f"BLEU {a:.2f} vs {b:.2f}"
-            if claim["metric"] == "bleu" and claim["claim"] in sig:
+            if claim["claim"] in sig:
                 p = sig[claim["claim"]]["p_value"]
                 why += f", paired bootstrap p = {p:.3f}"
                 if kind == "not_worse":
@@ -321,15 +390,20 @@ def verdicts(target: str, rows: dict[str, list[Path]], significance: list[dict],
                     holds = holds and p < 0.05
             out.append(Verdict(claim["claim"], "reproduced" if holds else "not reproduced", why))
         elif kind == "below_diagonal":
-            worse = []
+            worse, tested = [], sig.get(claim["claim"], {}).get("rows", {})
             for n, rs in runs.items():
                 aer, diag = (
                     _mean([_metrics(r).get(AER) for r in rs]),
                     _mean([_metrics(r).get(AER_DIAGONAL) for r in rs]),
                 )
+                p = tested.get(n, {}).get("p_value")
                 if aer is None or diag is None or aer >= diag:
                     worse.append(f"{n} {aer:.3f} vs {diag:.3f}" if aer is not None and diag is not None else n)
+                elif p is not None and p >= 0.05:
+                    worse.append(f"{n} {aer:.3f} vs {diag:.3f}, paired bootstrap p = {p:.3f} (not significant)")
             why = "every row below its diagonal AER" if not worse else "not below the diagonal: " + "; ".join(worse)
+            if not worse and tested and set(tested) == set(runs):
+                why += f" (paired bootstrap, largest p = {max(t['p_value'] for t in tested.values()):.3f})"
             out.append(Verdict(claim["claim"], "not reproduced" if worse else "reproduced", why))
         elif kind == "order":
             order = sorted(names, key=lambda n: -mean[n])

@@ -116,3 +116,61 @@ def _restore_resumes_without_retraining(tmp_path, into, study):
     with pytest.raises(HarnessError, match="different studies"):
         restore("bahdanau2015", other, into)
     assert sorted(p.name for p in (other / "runs" / study).iterdir()) == ["study.journal"]
+
+
+@pytest.mark.skipif(
+    not (data_root() / "hansards_enfr").is_dir(), reason=f"shared data not found: {data_root()}/hansards_enfr"
+)
+def test_aer_claims_are_judged_by_a_paired_bootstrap_over_the_gold_sentences(tmp_path):
+    """An AER claim (cgru aligns better than RNNsearch) and the positional-baseline claim are tested on the
+    links the runs wrote (test.align) against the Hansards gold: a real difference is significant, a difference
+    of a few sentences is not and then does not count as reproduced; links equal to the baseline's get p = 1."""
+    from harness.config import dump_yaml, parse_config, to_dict
+    from harness.data.alignments import Alignment, write_pharaoh
+    from harness.data.corpora import load_corpus
+    from harness.metrics.alignment import alignment_scores, diagonal_links
+    from harness.study.results import _rows_runs, claim_significance, load_claims, target_runs
+
+    data = {"data.name": "hansards_enfr", "data.src_lang": "en", "data.tgt_lang": "fr", "data.train_limit": 10}
+    split = load_corpus(parse_config(None, data).data).splits["test"]
+    gold = split.gold
+    diagonal = [diagonal_links(len(s.split()), len(t.split())) for s, t in zip(split.src, split.tgt)]
+    trials = tmp_path / "alignment" / "alignment-small-alignment_hansards" / "trials"
+
+    def run(n, arch, links):
+        d = trials / n
+        d.mkdir(parents=True, exist_ok=True)
+        cfg = parse_config(None, {**data, "model.arch": arch, "model.score": "additive", "seed": 1})
+        (d / "config.yaml").write_text(dump_yaml(to_dict(cfg)))
+        write_pharaoh([Alignment(set(x), set()) for x in links], d / "test.align")
+        m = {"seed": 1, "converged": True, "stop_reason": "early_stopping", "aer": alignment_scores(links, gold)["aer"]}
+        m["aer_diagonal"] = alignment_scores(diagonal, gold)["aer"]
+        (d / "metrics.json").write_text(json.dumps(m))
+
+    run("0", "cgru", [g.sure for g in gold])  # the gold's sure links: AER 0
+    run("1", "bahdanau", diagonal)
+    claims = {c["claim"]: c for c in load_claims()["alignment"]}
+    (cgru_claim,) = [c for c in claims if c.startswith("The conditional GRU")]
+    (diag_claim,) = [c for c in claims if claims[c]["kind"] == "below_diagonal"]
+
+    sig = {s["claim"]: s for s in claim_significance("alignment", tmp_path / "alignment")}
+    found = sig[cgru_claim]
+    assert found["aer_a"] == 0.0 and found["aer_b"] > 0.3 and found["p_value"] < 0.01
+    assert found["sentences"] == len(gold) == 447 and found["seeds"] == [1]
+    per_row = sig[diag_claim]["rows"]
+    assert per_row["Hansards en->fr: cgru (additive)"]["p_value"] < 0.01
+    assert per_row["Hansards en->fr: RNNsearch (bahdanau, additive)"]["p_value"] == 1.0  # its links ARE the baseline
+    rows = _rows_runs("alignment", target_runs(tmp_path / "alignment"))
+    (v,) = [v for v in verdicts("alignment", rows, list(sig.values())) if v.claim == cgru_claim]
+    assert v.verdict == "reproduced" and "paired bootstrap p = " in v.why
+
+    few = [i for i, g in enumerate(gold) if len(g.sure) >= 10][:3]  # better than RNNsearch on 3 sentences only
+    run("0", "cgru", [g.sure if i in few else d for i, (g, d) in enumerate(zip(gold, diagonal))])
+    sig = claim_significance("alignment", tmp_path / "alignment")
+    (found,) = [s for s in sig if s["claim"] == cgru_claim]
+    assert found["aer_a"] < found["aer_b"] and found["p_value"] > 0.05
+    rows = _rows_runs("alignment", target_runs(tmp_path / "alignment"))
+    for r in rows["Hansards en->fr: cgru (additive)"]:  # the run's own metrics.json agree with its test.align
+        assert json.loads((r / "metrics.json").read_text())["aer"] == pytest.approx(found["aer_a"])
+    (v,) = [v for v in verdicts("alignment", rows, sig) if v.claim == cgru_claim]
+    assert v.verdict == "not reproduced" and f"p = {found['p_value']:.3f}" in v.why

@@ -10,6 +10,7 @@ import pytest
 from harness.data.alignments import Alignment, parse_links, read_alignments, write_pharaoh
 from harness.errors import HarnessError
 from harness.metrics.alignment import (
+    aer_paired_bootstrap,
     alignment_scores,
     attention_entropy,
     diagonal_links,
@@ -285,6 +286,42 @@ def test_aer_empty_sets():
     assert alignment_scores([{(0, 0)}], [empty]) == {"aer": 1.0, "precision": 0.0, "recall": 1.0}
     with pytest.raises(ValueError):
         alignment_scores([set()], GOLD)
+
+
+# ---------------------------------------------------------------- AER significance
+def _monotone_corpus(n: int = 60, words: int = 6):
+    """n sentences of `words` words whose gold links word i to word i (sure), plus (i, i+1) possible."""
+    gold = [Alignment({(i, i) for i in range(words)}, {(i + 1, i) for i in range(words - 1)}) for _ in range(n)]
+    right = [{(i, i) for i in range(words)} for _ in range(n)]
+    wrong = [{((i + 3) % words, i) for i in range(words)} for _ in range(n)]
+    return gold, right, wrong
+
+
+def test_aer_bootstrap_reports_the_corpus_aers_of_both_link_sets():
+    gold, right, wrong = _monotone_corpus()
+    mixed = right[:30] + wrong[30:]
+    result = aer_paired_bootstrap(mixed, wrong, gold, n_samples=200)
+    assert result["aer"] == pytest.approx(alignment_scores(mixed, gold)["aer"])
+    assert result["baseline_aer"] == pytest.approx(alignment_scores(wrong, gold)["aer"])
+    assert result["sentences"] == 60
+
+
+def test_aer_bootstrap_separates_a_large_difference_and_not_a_one_sentence_one():
+    gold, right, wrong = _monotone_corpus()
+    assert aer_paired_bootstrap(right, wrong, gold, n_samples=500)["p_value"] < 0.01
+    one_better = right[:1] + wrong[1:]  # better on 1 of 60 sentences: AER 0.98 vs 1.0, by chance as often as not
+    result = aer_paired_bootstrap(one_better, wrong, gold, n_samples=500)
+    assert result["aer"] < result["baseline_aer"] and result["p_value"] > 0.05
+
+
+def test_aer_bootstrap_of_identical_links_is_p_one_and_is_seeded():
+    gold, right, wrong = _monotone_corpus()
+    assert aer_paired_bootstrap(wrong, [set(x) for x in wrong], gold)["p_value"] == 1.0
+    half = right[:20] + wrong[20:]
+    first, again = (aer_paired_bootstrap(half, wrong, gold, n_samples=300, seed=7) for _ in range(2))
+    assert first == again and 0 < first["p_value"] <= 1
+    with pytest.raises(ValueError):
+        aer_paired_bootstrap(right[:3], wrong, gold)
 
 
 # ---------------------------------------------------------------- entropy

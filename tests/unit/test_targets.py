@@ -166,3 +166,35 @@ def test_a_not_worse_claim_holds_when_a_is_below_but_not_significantly(tmp_path)
     assert close.verdict == "reproduced" and "BLEU 32.50 vs 33.45, paired bootstrap p = 0.200" in close.why
     far = verdict((32.4, 32.61), (33.3, 33.61), p=0.01)
     assert far.verdict == "not reproduced" and "additive, 512 units significantly better" in far.why
+
+
+def test_a_row_beats_the_positional_baseline_only_when_the_bootstrap_says_so(tmp_path):
+    """`below_diagonal`: every row's AER below its diagonal AER, and (where claims.json has the paired bootstrap
+    of the row against the baseline) significantly so; a row below it by chance is named, with its p."""
+    import json
+
+    from harness.study.results import load_claims, verdicts
+
+    (claim,) = [c for c in load_claims()["alignment"] if c["kind"] == "below_diagonal"]
+    rows = {}
+    for i, name in enumerate(claim["rows"]):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        m = {"aer": 0.40, "aer_diagonal": 0.55, "seed": 1, "converged": True, "stop_reason": "early_stopping"}
+        (d / "metrics.json").write_text(json.dumps(m))
+        rows[name] = [d]
+
+    def verdict(p_values):
+        sig = [{"claim": claim["claim"], "rows": {n: {"p_value": p} for n, p in p_values.items()}}]
+        (v,) = [v for v in verdicts("alignment", rows, sig) if v.claim == claim["claim"]]
+        return v
+
+    assert verdict({}).verdict == "reproduced"  # no bootstrap on record: the means decide
+    all_tested = verdict({n: 0.001 * (k + 1) for k, n in enumerate(claim["rows"])})
+    assert all_tested.verdict == "reproduced" and "largest p = 0.010" in all_tested.why
+    chance = verdict({n: 0.3 if k == 2 else 0.001 for k, n in enumerate(claim["rows"])})
+    assert chance.verdict == "not reproduced"
+    assert (
+        chance.why
+        == f"not below the diagonal: {claim['rows'][2]} 0.400 vs 0.550, paired bootstrap p = 0.300 (not significant)"
+    )
