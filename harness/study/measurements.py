@@ -173,6 +173,9 @@ def aligner_baseline(
     return result
 
 
+SYM_P = "p_vs_better_direction"  # symmetrised row: paired-bootstrap p of each method against the better direction
+
+
 def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     """Every alignment variant trained in both directions of a data set (same seed): the two directions' links on
     the test gold combined by intersection and grow-diag-final-and (harness align), beside each direction's own
@@ -181,7 +184,7 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
     from harness.data.aligners import symmetrize
     from harness.data.alignments import Alignment, write_pharaoh
     from harness.data.corpora import load_corpus
-    from harness.metrics.alignment import alignment_scores
+    from harness.metrics.alignment import aer_paired_bootstrap, alignment_scores
     from harness.runs.align import direction_links
     from harness.runs.layout import checkpoint_path
     from harness.runs.provenance import load_run_config
@@ -201,7 +204,7 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
                 # keyed by the runs' paths inside OUT, so that a folder restored from results/ (harness results
                 # restore: no checkpoints) finds its rows
                 key = [_inside(fwd[seed], out_dir), _inside(rev[seed], out_dir)]
-                if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
+                if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key and SYM_P in old:
                     rows.append(old)
                     continue
                 if not (checkpoint_path(fwd[seed]).is_file() and checkpoint_path(rev[seed]).is_file()):
@@ -220,14 +223,16 @@ def symmetrised_rows(runs: list[Path], out_dir: Path) -> list[dict]:
                     "forward": alignment_scores(forward, test.gold),
                     "reverse": alignment_scores(reverse, test.gold),
                 }
+                better = min(entry["forward"]["aer"], entry["reverse"]["aer"])
+                better_links = forward if entry["forward"]["aer"] == better else reverse
+                entry["beats_better_direction"], entry[SYM_P] = {}, {}
                 for method in ("intersection", "grow-diag-final-and"):
                     links = symmetrize(forward, reverse, method)
                     entry[method] = alignment_scores(links, test.gold)
                     write_pharaoh([Alignment(x, set()) for x in links], _mkdir(cache.parent) / f"{slug}.{method}.align")
-                better = min(entry["forward"]["aer"], entry["reverse"]["aer"])
-                entry["beats_better_direction"] = {
-                    m: entry[m]["aer"] < better for m in ("intersection", "grow-diag-final-and")
-                }
+                    entry["beats_better_direction"][method] = entry[method]["aer"] < better
+                    # paired bootstrap of the combined links against the better direction's, on the same gold
+                    entry[SYM_P][method] = aer_paired_bootstrap(links, better_links, test.gold)["p_value"]
                 write_json(cache, entry)
                 rows.append(entry)
     return rows

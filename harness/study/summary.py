@@ -239,7 +239,8 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
                 "## Both directions, symmetrised (harness align)",
                 "",
                 "Each variant's two directions on the same gold (the reverse model's links transposed), and their "
-                "links combined (Och & Ney 2003; Koehn et al. 2003).",
+                "links combined (Och & Ney 2003; Koehn et al. 2003); p: paired bootstrap of the combined links "
+                "against the better direction's (1,000 resamples of the gold sentences).",
                 "",
                 "| configuration | seed | forward AER | reverse AER | intersection AER (P / R) | "
                 "grow-diag-final-and AER (P / R) | beats the better direction |",
@@ -247,7 +248,15 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
             ]
             for e in sym:
                 i, g = e["intersection"], e["grow-diag-final-and"]
-                beats = ", ".join(m for m, b in e["beats_better_direction"].items() if b) or "no"
+                p = e.get("p_vs_better_direction") or {}
+                beats = (
+                    ", ".join(
+                        m + (f" (p = {p[m]:.3f}{', not significant' if p[m] >= 0.05 else ''})" if m in p else "")
+                        for m, b in e["beats_better_direction"].items()
+                        if b
+                    )
+                    or "no"
+                )
                 lines.append(
                     f"| {e['configuration']} | {e['seed']} | {e['forward']['aer']:.3f} | {e['reverse']['aer']:.3f} | "
                     f"{i['aer']:.3f} ({i['precision']:.3f} / {i['recall']:.3f}) | "

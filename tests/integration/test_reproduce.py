@@ -147,6 +147,7 @@ def test_tiny_reproduction_end_to_end(paper, tmp_path, capsys):
             for method in ("forward", "reverse", "intersection", "grow-diag-final-and"):
                 assert 0 <= e[method]["aer"] <= 1
             assert e["intersection"]["recall"] <= e["grow-diag-final-and"]["recall"] + 1e-9  # a subset of its links
+            assert all(0 < e["p_vs_better_direction"][m] <= 1 for m in ("intersection", "grow-diag-final-and"))
         assert "symmetrised" in md and "diagonal AER" in md
     if TARGETS[paper].length_data:
         assert doc["length_counts"] == [12] * 7
