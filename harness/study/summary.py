@@ -143,7 +143,7 @@ def render_markdown(target: Target, scale: str, summary: dict, extras: dict, met
     lines = [f"# Reproduction: {target.title} ({scale} scale)", ""]
     lines += [
         f"Paper numbers: {target.source}. They are quoted as reported (the papers' data, model sizes and "
-        "tokenized BLEU); ours are sacreBLEU on detokenized text at the scale below, so compare directions "
+        f"tokenized BLEU); ours are {target.bleu_text} at the scale below, so compare directions "
         "and gaps, not absolute values.",
         "",
     ]

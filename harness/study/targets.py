@@ -48,6 +48,8 @@ class Target:
     aligner: bool = False
     length_data: bool = False
     paper_note: str = ""
+    # how our BLEU is computed, where it is not sacreBLEU on detokenized text (a corpus distributed tokenized)
+    bleu_text: str = "sacreBLEU on detokenized text"
     aligner_note: str = ""  # the paper's alignment numbers, under the statistical aligner baseline
     # the alignment target: (data.name, label, [(src, tgt), ...]) and (variant name, match), crossed into its rows
     alignment_data: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
@@ -136,6 +138,7 @@ def load_targets(path: Path = TARGETS_FILE, papers: Path = PAPERS_FILE) -> dict[
             aligner=bool(raw.get("aligner", False)),
             length_data=bool(raw.get("length_data", False)),
             paper_note=note(raw.get("paper_note", ""), anchors, f"{path}: {name}"),
+            bleu_text=str(raw.get("bleu_text") or Target.bleu_text),
             aligner_note=_text(raw.get("aligner_note", ""), anchors, f"{path}: {name}: aligner_note"),
             alignment_data=[
                 (d["data"], d["label"], [tuple(x) for x in d["directions"]]) for d in raw.get("alignment_data", [])

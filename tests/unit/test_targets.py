@@ -198,3 +198,17 @@ def test_a_row_beats_the_positional_baseline_only_when_the_bootstrap_says_so(tmp
         chance.why
         == f"not below the diagonal: {claim['rows'][2]} 0.400 vs 0.550, paired bootstrap p = 0.300 (not significant)"
     )
+
+
+def test_a_target_on_a_corpus_distributed_tokenized_says_its_bleu_is_tokenized():
+    """Hansards (length, alignment) comes tokenized and is scored as it is: their reports must not claim
+    detokenized sacreBLEU, as the Multi30k targets do."""
+    from harness.study.summary import render_markdown
+
+    def header(name):
+        meta = {"specs": [], "expected_time": "", "wall_s": 0.0, "n_runs": 0}
+        return render_markdown(TARGETS[name], "small", {"rows": [], "unmatched_runs": []}, {}, meta).split("\n")[2]
+
+    assert "ours are sacreBLEU on detokenized text" in header("britz2017")
+    for name in ("length", "alignment"):
+        assert "already tokenized" in header(name) and "detokenized text" not in header(name)
