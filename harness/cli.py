@@ -243,8 +243,16 @@ def cmd_bench_peers(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from harness.study.reproduce import reproduce
+    from harness.study.reproduce import default_output, reproduce
 
+    if args.status:
+        from harness.study.status import status
+
+        output = Path(args.output) if args.output else default_output(args.paper, args.scale)
+        if not (output / "runs").is_dir():
+            raise HarnessError(f"reproduce {args.paper} --status: {output} has no runs/ folder (nothing started yet)")
+        print(status(args.paper, args.scale, output))
+        return 0
     result = reproduce(args.paper, args.scale, args.output, args.workers, args.overrides, args.quiet, args.dry_run)
     return int(result.get("status", 0)) if isinstance(result, dict) else 0
 
@@ -508,6 +516,12 @@ def add_reproduce(sub) -> None:
     )
     s.add_argument("--workers", type=int, default=None, help="sweep worker processes (default 2 for small, else 1)")
     s.add_argument("--dry-run", action="store_true", help="print the plan and the expected time, run nothing")
+    s.add_argument(
+        "--status",
+        action="store_true",
+        help="how far the studies in the output folder are (finished, unfinished with their stopping rule's "
+        "patience, not started); runs nothing",
+    )
     s.add_argument("--quiet", action="store_true", help="no per-trial lines or progress bars")
     s.set_defaults(func=cmd_reproduce)
 

@@ -283,16 +283,16 @@ def load_source(study_or_run_dirs, storage: str | None = None) -> Source:
     return from_run_dirs(items)
 
 
-def read_validation_log(run_dir: Path, final_step: int | None = None) -> list[dict]:
+def read_validation_log(run_dir: Path, final_step: int | None = None, log: Path = LOG_FILE) -> list[dict]:
     """The validation rows of the run's logs/metrics.csv (Lightning's CSVLogger): [{"step", "val_ppl", ...}].
 
     `step` is the training step (optimizer steps so far) the validation scored, as metrics.json's `best_step`
     counts it: Lightning logs a validation during fit at global_step - 1, so the CSV step + 1; the final
     validation after fit (weights not validated at a multiple of val_every) is logged at global_step itself,
     hence the cap at `final_step` (metrics.json `steps`). A step validated twice keeps its last row. Empty and
-    non-finite cells are left out; [] when the file is absent.
+    non-finite cells are left out; [] when the file is absent. `log`: another log of the run in the same format.
     """
-    path = run_dir / LOG_FILE
+    path = run_dir / log
     if not path.is_file():
         return []
     by_step: dict[int, dict] = {}

@@ -35,6 +35,7 @@ from harness.study.measurements import (
     symmetrised_rows,
     unk_replace_effect,
 )
+from harness.study.status import study_name
 from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.sweep import sweep
 from harness.study.targets import SCALES, TARGETS, Target, spec_path
@@ -150,7 +151,7 @@ def reproduce(
             if target.length_data:
                 over = prepare_length_data(out, scale) + over
                 extras["length_counts"] = json.loads((out / "data" / "buckets.json").read_text())["test_per_bucket"]
-            study = f"{paper}-{scale}-{spec.stem}" if spec.stem != paper else f"{paper}-{scale}"
+            study = study_name(paper, scale, spec)
             rc = run_sweep(spec, over, study, runs_dir, workers, quiet)
             if rc == 130:  # Ctrl-C: the studies are kept; the same command resumes them
                 raise KeyboardInterrupt
