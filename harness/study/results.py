@@ -485,7 +485,8 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
         studies = [p.name for p in sorted(dest.glob("*")) if (p / "trials").is_dir()]
         repro = json.loads((dest / "reproduction.json").read_text()) if (dest / "reproduction.json").is_file() else {}
         wall = repro.get("meta", {}).get("wall_s")
-        train_hours = sum(_metrics(r).get(TRAIN_TIME) or 0 for r in runs) / 3600
+        # CPU time = wall time x torch threads (a run trained on 2 threads holds 2 cores)
+        train_hours = sum((_metrics(r).get(TRAIN_TIME) or 0) * _threads(r) for r in runs) / 3600
         md = render_markdown(
             spec,
             "small",
@@ -512,7 +513,7 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
             f"- command: `harness reproduce {target} --scale small` (studies {', '.join(studies)}; rerun to resume)",
             f"- commit(s): {', '.join(meta['commits'])}; torch {', '.join(meta['torch'])}",
             f"- hardware: {'; '.join(hardware)}",
-            f"- training time: {train_hours:.1f} CPU-hours over {len(runs)} runs"
+            f"- training time: {train_hours:.1f} CPU-hours (wall time × torch threads) over {len(runs)} runs"
             + (f"; last full invocation {wall / 3600:.1f} h wall" if wall else ""),
             f"- sacreBLEU: `{'`, `'.join(sigs)}`",
             "",
@@ -530,6 +531,10 @@ def build(into: Path = RESULTS, out: Path | None = None, report: bool = True) ->
 def _expected(spec: str) -> str:
 
     return f"{spec}: {expected_time(spec_path('small', spec))}"
+
+
+def _threads(run: Path) -> int:
+    return int(run_flat_config(run).get("train.threads") or 1)
 
 
 def _hardware(run: Path) -> str:

@@ -212,3 +212,22 @@ def test_a_target_on_a_corpus_distributed_tokenized_says_its_bleu_is_tokenized()
     assert "ours are sacreBLEU on detokenized text" in header("britz2017")
     for name in ("length", "alignment"):
         assert "already tokenized" in header(name) and "detokenized text" not in header(name)
+
+
+def test_results_md_counts_cpu_time_as_wall_time_times_threads(tmp_path):
+    """A run trained on 2 torch threads held 2 cores: RESULTS.md's CPU-hours count it twice its wall time."""
+    import json
+
+    import yaml
+
+    from harness.study.results import build
+
+    for n, threads in (("0", 1), ("1", 2)):
+        d = tmp_path / "results" / "britz2017" / "britz2017-small" / "trials" / n
+        d.mkdir(parents=True)
+        cfg = {"seed": 1, "model": {"score": "additive", "hidden_size": 128}, "train": {"threads": threads}}
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        m = {"bleu": 30.0, "seed": 1, "converged": True, "stop_reason": "early_stopping", "train_time_s": 3600.0}
+        (d / "metrics.json").write_text(json.dumps(m))
+    md = build(tmp_path / "results", tmp_path / "RESULTS.md", report=False).read_text()
+    assert "- training time: 3.0 CPU-hours (wall time × torch threads) over 2 runs" in md
