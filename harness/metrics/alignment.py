@@ -146,7 +146,8 @@ def aer_paired_bootstrap(
     if len(system) != len(baseline):
         raise ValueError(f"{len(system)} system alignments but {len(baseline)} baseline alignments")
     sys_counts, base_counts = alignment_counts(system, gold), alignment_counts(baseline, gold)
-    observed = abs(float(_aer_of(sys_counts.sum(0))) - float(_aer_of(base_counts.sum(0))))
+    aer, baseline_aer = float(_aer_of(sys_counts.sum(0))), float(_aer_of(base_counts.sum(0)))
+    observed = abs(aer - baseline_aer)
     if system == baseline:
         p = 1.0
     else:
@@ -154,8 +155,8 @@ def aer_paired_bootstrap(
         diffs = np.abs(_aer_of(sys_counts[picks].sum(1)) - _aer_of(base_counts[picks].sum(1)))
         p = (int(np.sum(diffs - diffs.mean() > observed)) + 1) / (n_samples + 1)
     return {
-        "aer": float(_aer_of(sys_counts.sum(0))),
-        "baseline_aer": float(_aer_of(base_counts.sum(0))),
+        "aer": aer,
+        "baseline_aer": baseline_aer,
         "p_value": p,
         "sentences": len(gold),
     }

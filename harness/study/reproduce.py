@@ -35,10 +35,9 @@ from harness.study.measurements import (
     symmetrised_rows,
     unk_replace_effect,
 )
-from harness.study.status import study_name
 from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
 from harness.study.sweep import sweep
-from harness.study.targets import SCALES, TARGETS, Target, spec_path
+from harness.study.targets import SCALES, TARGETS, Target, spec_path, study_name
 
 
 def default_output(paper: str, scale: str = "small") -> Path:

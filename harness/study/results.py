@@ -32,7 +32,7 @@ from harness.metrics.keys import AER, AER_DIAGONAL, BLEU_SIGNATURE, BY_LENGTH, C
 from harness.paths import PROJECT_ROOT
 from harness.report.load import continued_rows
 from harness.study.summary import expected_time, render_markdown, run_dirs_of, run_flat_config, summarize
-from harness.study.targets import LENGTH_BUCKETS, TARGETS, matches, spec_path
+from harness.study.targets import LENGTH_BUCKETS, TARGETS, row_of, spec_path
 
 RESULTS = PROJECT_ROOT / "results"
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
@@ -197,7 +197,7 @@ def _rows_runs(target: str, runs: list[Path]) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {r.name: [] for r in TARGETS[target].rows}
     for run in runs:
         flat = run_flat_config(run)
-        row = next((r for r in TARGETS[target].rows if matches(flat, r.match)), None)
+        row = row_of(TARGETS[target], flat)
         if row is not None:
             out[row.name].append(run)
     return out

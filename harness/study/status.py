@@ -14,25 +14,18 @@ import json
 import time
 from pathlib import Path
 
-from harness.metrics.convergence import MODE, slope_per_1k_steps
+from harness.metrics.convergence import MODE, SLOPE_VALIDATIONS, slope_per_1k_steps
 from harness.metrics.keys import BEST_STEP, BLEU, CONVERGED, STOP_REASON, VAL_METRIC, VAL_METRIC_BEST
 from harness.paths import PROJECT_ROOT
 from harness.report.load import read_validation_log
 from harness.runs.layout import LOG_BEFORE_RESUME, METRICS_FILE, PARTIAL
 from harness.study.spec import load_spec
 from harness.study.summary import run_dirs_of, run_flat_config
-from harness.study.targets import TARGETS, Target, matches, spec_path
-
-SLOPE_OVER = 5  # validations the slope of the monitored metric is fitted to (as metrics.json's)
+from harness.study.targets import TARGETS, Target, row_of, spec_path, study_name
 
 
-def study_name(paper: str, scale: str, spec: Path) -> str:
-    """The Optuna study (and runs/ folder) `harness reproduce` gives one spec of a target."""
-    return f"{paper}-{scale}-{spec.stem}" if spec.stem != paper else f"{paper}-{scale}"
-
-
-def row_of(target: Target, flat: dict) -> str:
-    row = next((r for r in target.rows if matches(flat, r.match)), None)
+def _row(target: Target, flat: dict) -> str:
+    row = row_of(target, flat)
     return row.name if row else "(no row of this target)"
 
 
@@ -66,17 +59,16 @@ def _ago(path: Path) -> str:
     return f"last log {minutes:.0f} min ago" if minutes < 120 else f"last log {minutes / 60:.1f} h ago"
 
 
-def unfinished_line(target: Target, run_dir: Path) -> str:
-    flat = run_flat_config(run_dir)
+def unfinished_line(target: Target, run_dir: Path, flat: dict) -> str:
     metric = flat.get("train.early_stopping_metric") or "val_bleu"
     patience = flat.get("train.early_stopping") or 0
     rows = history(run_dir)
-    head = f"trial {run_dir.name.removesuffix(PARTIAL)}: {row_of(target, flat)}, seed {flat.get('seed')}"
+    head = f"trial {run_dir.name.removesuffix(PARTIAL)}: {_row(target, flat)}, seed {flat.get('seed')}"
     if not rows:
         return f"{head}: no validation yet ({_ago(run_dir / 'logs' / 'metrics.csv')})"
     last = rows[-1]
     best, waited = patience_left(rows, metric, float(flat.get("train.early_stopping_min_delta") or 0.0))
-    recent = [h for h in rows if metric in h][-SLOPE_OVER:]
+    recent = [h for h in rows if metric in h][-SLOPE_VALIDATIONS:]
     slope = slope_per_1k_steps([h["step"] for h in recent], [h[metric] for h in recent])
     parts = [f"step {last['step']:,}"]
     if metric in last:
@@ -94,20 +86,14 @@ def unfinished_line(target: Target, run_dir: Path) -> str:
     return f"{head}: " + ", ".join(parts)
 
 
-def _point(target: Target, run_dir: Path) -> tuple:
-    flat = run_flat_config(run_dir)
-    return row_of(target, flat), flat.get("seed")
-
-
-def finished_line(target: Target, run_dir: Path) -> str:
-    flat = run_flat_config(run_dir)
+def finished_line(target: Target, run_dir: Path, flat: dict) -> str:
     m = json.loads((run_dir / METRICS_FILE).read_text())
     how = "converged" if m.get(CONVERGED) else f"stopped by its budget ({m.get(STOP_REASON)})"
     best = m.get(VAL_METRIC_BEST)
     at = f" (best {m.get(VAL_METRIC)} {best:.2f} at step {m.get(BEST_STEP):,})" if best is not None else ""
     score = f", BLEU {m[BLEU]:.2f}" if m.get(BLEU) is not None else ""
     aer = f", AER {m['aer']:.3f}" if m.get("aer") is not None else ""
-    return f"trial {run_dir.name}: {row_of(target, flat)}, seed {flat.get('seed')}: {how}{at}{score}{aer}"
+    return f"trial {run_dir.name}: {_row(target, flat)}, seed {flat.get('seed')}: {how}{at}{score}{aer}"
 
 
 def status(paper: str, scale: str, output: Path) -> str:
@@ -120,17 +106,20 @@ def status(paper: str, scale: str, output: Path) -> str:
         study = study_name(paper, scale, path)
         trials = output / "runs" / study / "trials"
         done = run_dirs_of(output / "runs" / study)
-        partial = sorted(trials.glob(f"*{PARTIAL}"), key=lambda p: int(p.name.removesuffix(PARTIAL) or 0))
-        partial = [p for p in partial if p.name.removesuffix(PARTIAL).isdigit() and (p / "config.yaml").is_file()]
+        partial = [p for p in trials.glob(f"*{PARTIAL}") if p.name.removesuffix(PARTIAL).isdigit()]
+        partial = sorted(
+            (p for p in partial if (p / "config.yaml").is_file()), key=lambda p: int(p.name[: -len(PARTIAL)])
+        )
+        flats = {d: run_flat_config(d) for d in done + partial}
         total = spec.grid_size
         converged = sum(bool(json.loads((d / METRICS_FILE).read_text()).get(CONVERGED)) for d in done)
         # a run continued under a raised budget is one grid point with its stopped trial: count points, not trials
-        started = len({_point(target, d) for d in done + partial})
+        started = len({(_row(target, f), f.get("seed")) for f in flats.values()})
         lines.append(
             f"  {study} ({path.relative_to(PROJECT_ROOT)}): {total} runs; {len(done)} finished ({converged} "
             f"converged, {len(done) - converged} stopped by their budget), {len(partial)} unfinished, "
             f"{max(0, total - started)} not started"
         )
-        lines += [f"    {finished_line(target, d)}" for d in done]
-        lines += [f"    {unfinished_line(target, p)}  [unfinished: rerun to resume]" for p in partial]
+        lines += [f"    {finished_line(target, d, flats[d])}" for d in done]
+        lines += [f"    {unfinished_line(target, p, flats[p])}  [unfinished: rerun to resume]" for p in partial]
     return "\n".join(lines)

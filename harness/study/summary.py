@@ -27,7 +27,7 @@ from harness.metrics.keys import (
 )
 from harness.report.load import without_continued
 from harness.runs.layout import CONFIG_FILE, METRICS_FILE
-from harness.study.targets import LENGTH_BUCKETS, Target, matches
+from harness.study.targets import LENGTH_BUCKETS, Target, row_of
 
 
 def expected_time(path: Path) -> str:
@@ -81,7 +81,7 @@ def summarize(target: Target, runs: list[Path], extras: dict) -> dict:
     for run in runs:
         flat = run_flat_config(run)
         metrics = json.loads((run / METRICS_FILE).read_text())
-        row = next((r for r in target.rows if matches(flat, r.match)), None)
+        row = row_of(target, flat)
         if row is None:
             unmatched.append(str(run))
             continue

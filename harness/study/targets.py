@@ -158,3 +158,13 @@ def spec_path(scale: str, spec: str) -> Path:
 def matches(flat: dict, match: dict) -> bool:
     """Whether a run's flattened config has every value of a row's `match`."""
     return all(flat.get(k) == v for k, v in match.items())
+
+
+def row_of(target: Target, flat: dict) -> Row | None:
+    """The first row of a target whose `match` a run's flattened config has, or None."""
+    return next((r for r in target.rows if matches(flat, r.match)), None)
+
+
+def study_name(paper: str, scale: str, spec: Path) -> str:
+    """The Optuna study (and runs/ folder) `harness reproduce` gives one spec of a target."""
+    return f"{paper}-{scale}-{spec.stem}" if spec.stem != paper else f"{paper}-{scale}"

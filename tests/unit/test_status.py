@@ -40,6 +40,7 @@ def folder(tmp_path):
     _config(trials / "3.partial", "bahdanau", 50, 2)  # resumed at step 1,000: its earlier rows kept aside
     _log(trials / "3.partial" / "logs" / "metrics.before-resume.csv", [(500, 14.0), (1000, 12.0)])
     _log(trials / "3.partial" / "logs" / "metrics.csv", [(1500, 12.5), (2000, 12.2)])
+    (trials / "old.partial").mkdir()  # not a trial's folder: left out, not a crash
     return tmp_path
 
 
